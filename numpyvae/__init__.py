@@ -1,0 +1,1 @@
+"""numpyvae: a Variational Autoencoder by hand in NumPy."""

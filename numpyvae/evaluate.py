@@ -1,0 +1,113 @@
+"""How good is the model? The ELBO and the importance-weighted bound on log p(x).
+
+All results are in nats per example. The ELBO (k = 1) is a lower bound on log p(x); Burda et
+al.'s bound with k samples is a tighter one that rises towards log p(x) as k grows, so the
+gap between the two says how much the encoder's approximation costs.
+
+Memory stays bounded for any k: examples and samples are processed in blocks of at most
+``max_rows`` decoder rows, and the log-sum-exp over samples is accumulated as it goes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import network, ops
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_mean_exp(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    """log( mean(exp(a)) ) along ``axis`` without overflow or underflow."""
+    m = np.max(a, axis=axis, keepdims=True)
+    out = m + np.log(np.mean(np.exp(a - m), axis=axis, keepdims=True))  # (IWAE-2)
+    return np.squeeze(out, axis=axis)
+
+
+def log_normal_diag(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """log N(z; mu, diag exp(logvar)), summed over the last axis."""
+    return -0.5 * np.sum(LOG_2PI + logvar + (z - mu) ** 2 * np.exp(-logvar), axis=-1)  # (IWAE-3)
+
+
+def _log_weights(vae, x: np.ndarray, mu, logvar, eps: np.ndarray) -> np.ndarray:
+    """log p(x, z_i) - log q(z_i | x) for eps (s, r, J) -> (s, r), float64."""
+    s, r, J = eps.shape
+    z = ops.reparameterize_forward(mu[None], logvar[None], eps)[0]  # (REP-1)
+    outputs, _ = network.decode(vae.params, z.reshape(s * r, J), vae.config.activation,
+                                vae.config.decoder)
+    xs = np.broadcast_to(x[None], (s, r, x.shape[1])).reshape(s * r, -1)
+    log_px_z = -network.reconstruction_nll(xs, outputs, vae.config.decoder)[0].reshape(s, r)
+    z64 = z.astype(np.float64)
+    log_pz = log_normal_diag(z64, 0.0, 0.0)
+    log_qz = log_normal_diag(z64, mu[None].astype(np.float64), logvar[None].astype(np.float64))
+    return log_px_z + log_pz - log_qz  # (IWAE-1): log of the importance weight
+
+
+def importance_weighted_bound(
+    vae, X: np.ndarray, k: int, rng: np.random.Generator, *, max_rows: int = 8192,
+    progress: bool = False,
+) -> np.ndarray:
+    """Burda et al.'s L_k for each row of X: log (1/k) sum_i p(x, z_i) / q(z_i|x), (N,) nats.
+
+    k = 1 is a single-sample ELBO. Memory is O(max_rows * D) whatever k and N are.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    X = vae._check_x(X)
+    N = len(X)
+    rows = max(1, min(N, max_rows // min(k, max_rows)))  # examples per block
+    samples = max(1, min(k, max_rows // rows))  # samples per block
+    out = np.empty(N)
+    bar = _progress(total=N * k, enabled=progress, desc=f"IWAE k={k}")
+    for start in range(0, N, rows):
+        x = X[start : start + rows]
+        mu, logvar = vae.encode(x)
+        m = np.full(len(x), -np.inf)  # running max of log w
+        acc = np.zeros(len(x))  # running sum of exp(log w - m)
+        for done in range(0, k, samples):
+            s = min(samples, k - done)
+            eps = rng.standard_normal((s, len(x), vae.n_latent), dtype=vae.dtype)
+            lw = _log_weights(vae, x, mu, logvar, eps)
+            new_m = np.maximum(m, lw.max(axis=0))
+            acc = acc * np.exp(m - new_m) + np.exp(lw - new_m).sum(axis=0)  # (IWAE-2)
+            m = new_m
+            bar.update(s * len(x))
+        out[start : start + len(x)] = m + np.log(acc) - math.log(k)  # (IWAE-2)
+    bar.close()
+    return out
+
+
+def elbo_terms(vae, X: np.ndarray, n_samples: int = 1, batch_size: int = 1000):
+    """Per-example (reconstruction NLL, KL), averaged over n_samples noise draws, (N,) each."""
+    X = vae._check_x(X)
+    recon = np.zeros(len(X))
+    kl = np.zeros(len(X))
+    for start in range(0, len(X), batch_size):
+        x = X[start : start + batch_size]
+        for _ in range(n_samples):
+            r, k = vae.elbo_terms(x)
+            recon[start : start + len(x)] += r / n_samples
+            kl[start : start + len(x)] += k / n_samples
+    return recon, kl
+
+
+def evaluate(
+    vae, X: np.ndarray, *, k: int = 0, n_samples: int = 1, rng: np.random.Generator,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Mean -ELBO, its reconstruction and KL parts, and (k > 0) -L_k, in nats per example."""
+    recon, kl = elbo_terms(vae, X, n_samples)
+    result = {"neg_elbo": float(np.mean(recon + kl)), "recon": float(np.mean(recon)),
+              "kl": float(np.mean(kl)), "n_samples": n_samples, "n_examples": len(X)}
+    if k > 0:
+        lk = importance_weighted_bound(vae, X, k, rng, progress=progress)
+        result.update({"k": k, "neg_log_likelihood_iw": float(-np.mean(lk))})
+    return result
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="sample", unit_scale=True)

@@ -1,0 +1,189 @@
+"""Reference operations: forward/backward pairs in plain NumPy.
+
+Each operation is a pair in the style of CS231n's ``layers.py``::
+
+    out, cache = op_forward(inputs...)
+    grads = op_backward(dout, cache)
+
+Shapes use B for the batch (rows are examples), D for pixels, H for hidden units and J for
+latent units. Every line that implements an equation cites its label in ``derivations/``.
+These functions are the readable twin of ``numpyvae.kernels``: tests prove the two agree.
+This module imports only NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------- dense (affine)
+def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
+    """y = x W + b.  x (B, n_in), W (n_in, n_out), b (n_out,) -> y (B, n_out)."""
+    y = x @ W + b  # (DENSE-1)
+    return y, (x, W)
+
+
+def dense_backward(dy: np.ndarray, cache, need_dx: bool = True):
+    """dy (B, n_out) -> (dx (B, n_in) or None, dW (n_in, n_out), db (n_out,)).
+
+    The first layer of the encoder passes ``need_dx=False``: nobody needs dL/dx of the data.
+    """
+    x, W = cache
+    dW = x.T @ dy  # (DENSE-2)
+    db = dy.sum(axis=0)  # (DENSE-3)
+    dx = dy @ W.T if need_dx else None  # (DENSE-4)
+    return dx, dW, db
+
+
+# --------------------------------------------------------------------------- activations
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    """sigma(a) without overflow: exp is only ever taken of -|a| <= 0."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # (ACT-3)
+
+
+def softplus(a: np.ndarray) -> np.ndarray:
+    """log(1 + e^a), written so that no exp overflows and no precision is lost for a << 0."""
+    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))  # (ACT-1)
+
+
+def softplus_forward(a: np.ndarray):
+    """h = softplus(a), any shape."""
+    return softplus(a), a
+
+
+def softplus_backward(dh: np.ndarray, cache) -> np.ndarray:
+    a = cache
+    return dh * sigmoid(a)  # (ACT-2): softplus'(a) = sigma(a)
+
+
+def sigmoid_forward(a: np.ndarray):
+    """p = sigma(a), any shape."""
+    p = sigmoid(a)
+    return p, p
+
+
+def sigmoid_backward(dp: np.ndarray, cache) -> np.ndarray:
+    p = cache
+    return dp * p * (1.0 - p)  # (ACT-4)
+
+
+def tanh_forward(a: np.ndarray):
+    """h = tanh(a), any shape."""
+    h = np.tanh(a)
+    return h, h
+
+
+def tanh_backward(dh: np.ndarray, cache) -> np.ndarray:
+    h = cache
+    return dh * (1.0 - h * h)  # (ACT-5)
+
+
+def relu_forward(a: np.ndarray):
+    """h = max(a, 0), any shape."""
+    return np.maximum(a, 0), a  # (ACT-6)
+
+
+def relu_backward(dh: np.ndarray, cache) -> np.ndarray:
+    a = cache
+    return dh * (a > 0)  # (ACT-6): relu'(a) = 1[a > 0]
+
+
+ACTIVATIONS = {
+    "softplus": (softplus_forward, softplus_backward),
+    "relu": (relu_forward, relu_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+}
+
+
+# --------------------------------------------------------------------------- Bernoulli NLL
+def bce_with_logits_forward(logits: np.ndarray, x: np.ndarray):
+    """Bernoulli negative log-likelihood from logits, summed over pixels.
+
+    logits a (B, D), targets x (B, D) in [0, 1] -> loss (B,) in nats.
+    Stable for |a| up to the dtype's range: no exp of a positive number, no log of 0.
+    """
+    # (BER-1) -sum[x log sigma(a) + (1-x) log(1-sigma(a))] rewritten without sigma:
+    loss = np.maximum(logits, 0) - x * logits + np.log1p(np.exp(-np.abs(logits)))  # (BER-2)
+    return loss.sum(axis=1), (logits, x)
+
+
+def bce_with_logits_backward(dloss: np.ndarray, cache) -> np.ndarray:
+    """dloss (B,) -> dlogits (B, D)."""
+    logits, x = cache
+    return dloss[:, None] * (sigmoid(logits) - x)  # (BER-3)
+
+
+# --------------------------------------------------------------------------- Gaussian NLL
+def gaussian_nll_forward(x: np.ndarray, mean: np.ndarray, logvar: np.ndarray):
+    """-log N(x; mean, diag exp(logvar)), summed over pixels.
+
+    x, mean, logvar (B, D) -> loss (B,) in nats.
+    """
+    inv_var = np.exp(-logvar)
+    diff = x - mean
+    loss = 0.5 * (LOG_2PI + logvar + diff * diff * inv_var)  # (GAU-1)
+    return loss.sum(axis=1), (diff, inv_var)
+
+
+def gaussian_nll_backward(dloss: np.ndarray, cache):
+    """dloss (B,) -> (dmean (B, D), dlogvar (B, D))."""
+    diff, inv_var = cache
+    g = dloss[:, None]
+    dmean = g * (-diff * inv_var)  # (GAU-2): (mean - x) / var
+    dlogvar = g * 0.5 * (1.0 - diff * diff * inv_var)  # (GAU-3)
+    return dmean, dlogvar
+
+
+# --------------------------------------------------------------------------- reparameterisation
+def reparameterize_forward(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray):
+    """z = mu + sigma * eps with sigma = exp(logvar / 2) the standard deviation.
+
+    mu, logvar, eps (B, J) -> z (B, J). The noise eps ~ N(0, I) is an input, so z is a
+    deterministic, differentiable function of mu and logvar.
+    """
+    std = np.exp(0.5 * logvar)
+    z = mu + std * eps  # (REP-1)
+    return z, (std, eps)
+
+
+def reparameterize_backward(dz: np.ndarray, cache):
+    """dz (B, J) -> (dmu (B, J), dlogvar (B, J))."""
+    std, eps = cache
+    dmu = dz  # (REP-2)
+    dlogvar = dz * 0.5 * std * eps  # (REP-3)
+    return dmu, dlogvar
+
+
+# --------------------------------------------------------------------------- KL to N(0, I)
+def kl_standard_normal_forward(mu: np.ndarray, logvar: np.ndarray):
+    """KL(N(mu, diag exp(logvar)) || N(0, I)), summed over latent units.
+
+    mu, logvar (B, J) -> kl (B,) in nats. ``expm1(s) - s`` is the accurate form of
+    ``exp(s) - s - 1`` near s = 0, where the KL is smallest.
+    """
+    kl = 0.5 * (mu * mu + np.expm1(logvar) - logvar)  # (KL-1)
+    return kl.sum(axis=1), (mu, logvar)
+
+
+def kl_standard_normal_backward(dkl: np.ndarray, cache):
+    """dkl (B,) -> (dmu (B, J), dlogvar (B, J))."""
+    mu, logvar = cache
+    g = dkl[:, None]
+    dmu = g * mu  # (KL-2)
+    dlogvar = g * 0.5 * np.expm1(logvar)  # (KL-3)
+    return dmu, dlogvar
+
+
+# --------------------------------------------------------------------------- initialisation
+def xavier_uniform(
+    fan_in: int, fan_out: int, rng: np.random.Generator, dtype=np.float32
+) -> np.ndarray:
+    """Glorot/Xavier uniform weights of shape (fan_in, fan_out), as in the seed."""
+    r = math.sqrt(6.0 / (fan_in + fan_out))  # (INIT-1)
+    return rng.uniform(-r, r, size=(fan_in, fan_out)).astype(dtype, copy=False)
