@@ -79,15 +79,21 @@ def importance_weighted_bound(
     return out
 
 
-def elbo_terms(vae, X: np.ndarray, n_samples: int = 1, batch_size: int = 1000):
-    """Per-example (reconstruction NLL, KL), averaged over n_samples noise draws, (N,) each."""
+def elbo_terms(vae, X: np.ndarray, rng: np.random.Generator, n_samples: int = 1,
+               batch_size: int = 1000):
+    """Per-example (reconstruction NLL, KL), averaged over n_samples noise draws, (N,) each.
+
+    The noise comes from ``rng``, not the model's generator, so evaluating never changes
+    what training does next.
+    """
     X = vae._check_x(X)
     recon = np.zeros(len(X))
     kl = np.zeros(len(X))
     for start in range(0, len(X), batch_size):
         x = X[start : start + batch_size]
         for _ in range(n_samples):
-            r, k = vae.elbo_terms(x)
+            eps = rng.standard_normal((len(x), vae.n_latent), dtype=vae.dtype)
+            r, k = vae.elbo_terms(x, eps)
             recon[start : start + len(x)] += r / n_samples
             kl[start : start + len(x)] += k / n_samples
     return recon, kl
@@ -98,7 +104,7 @@ def evaluate(
     progress: bool = False,
 ) -> dict[str, float]:
     """Mean -ELBO, its reconstruction and KL parts, and (k > 0) -L_k, in nats per example."""
-    recon, kl = elbo_terms(vae, X, n_samples)
+    recon, kl = elbo_terms(vae, X, rng, n_samples)
     result = {"neg_elbo": float(np.mean(recon + kl)), "recon": float(np.mean(recon)),
               "kl": float(np.mean(kl)), "n_samples": n_samples, "n_examples": len(X)}
     if k > 0:

@@ -314,6 +314,20 @@ class VAE:
                 total -= float((recon + kl).sum())  # (ELBO-1): ELBO = E_q[log p(x|z)] - KL
         return total / (n_samples * len(X))
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Save parameters, optimiser and RNG state and config to ``path`` (.npz, atomic)."""
+        from .checkpoint import save_checkpoint
+
+        save_checkpoint(path, self)
+
+    @classmethod
+    def load(cls, path) -> VAE:
+        """Load a model saved with ``save`` (or a training checkpoint); never unpickles."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path)[0]
+
     def __repr__(self) -> str:
         c = self.config
         return (f"VAE(n_input={c.n_input}, hidden={c.hidden}, n_latent={c.n_latent}, "

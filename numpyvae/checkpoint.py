@@ -1,0 +1,172 @@
+"""Checkpoints: one ``.npz`` holding parameters, optimiser state, RNG state, config and progress.
+
+Written atomically (temporary file in the same directory, fsync, rename, fsync of the
+directory), so a crash or SIGKILL during a save leaves the previous checkpoint intact.
+Loaded as untrusted input: never unpickled (``allow_pickle=False``), every array's header is
+checked against the shapes the stored config implies before it is read, a SHA-256 of the
+payload is verified, and every failure becomes a ``CheckpointError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from .errors import CheckpointError
+
+FORMAT = "numpyvae-checkpoint"
+VERSION = 1
+_MAX_JSON = 1 << 22  # 4 MiB of metadata is far more than any real checkpoint holds
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return h.hexdigest()
+
+
+def _text(obj) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def save_checkpoint(path, vae, train_state: dict | None = None) -> Path:
+    """Write ``vae`` (and the training loop's ``train_state``, JSON-able) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opt = vae.optimizer.state()
+    arrays = {"params": vae.params.flat, "opt_t": opt["t"]}
+    if "m" in opt:
+        arrays.update(opt_m=opt["m"], opt_v=opt["v"])
+    meta = {
+        "format": FORMAT, "version": VERSION, "config": vae.config.to_dict(),
+        "rng": vae.rng.bit_generator.state, "train_state": train_state or {},
+        "sha256": _digest(arrays),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=_text(meta), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, dtype, shape) -> np.ndarray:
+    """Read one .npy member after checking its header against the expected dtype and shape."""
+    if f"{name}.npy" not in zf.namelist():
+        raise ValueError(f"missing array {name!r}")
+    with zf.open(f"{name}.npy") as f:
+        version = npy_format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"array {name!r} has unknown .npy version {version}")
+        read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
+                       else npy_format.read_array_header_2_0)
+        got_shape, fortran, got_dtype = read_header(f, max_header_size=10_000)
+        if got_dtype.hasobject:
+            raise ValueError(f"array {name!r} holds Python objects; refusing to unpickle")
+        if (dtype is not None and got_dtype != np.dtype(dtype)) or (
+            shape is not None and tuple(got_shape) != tuple(shape)):
+            raise ValueError(f"array {name!r} is {got_dtype}{list(got_shape)}, expected "
+                             f"{np.dtype(dtype) if dtype else 'any'}{list(shape or [])}")
+        count = int(np.prod(got_shape))
+        if count * got_dtype.itemsize > _MAX_JSON and shape is None:
+            raise ValueError(f"array {name!r} is implausibly large")
+        data = f.read(count * got_dtype.itemsize + 1)
+    if len(data) != count * got_dtype.itemsize:
+        raise ValueError(f"array {name!r} has {len(data)} bytes, its header says "
+                         f"{count * got_dtype.itemsize}")
+    return np.frombuffer(data, dtype=got_dtype).reshape(got_shape, order="F" if fortran else "C")
+
+
+def read_checkpoint(path) -> dict:
+    """Parse and verify a checkpoint: {"config", "params", "opt", "rng", "train_state"}."""
+    from .model import VAEConfig
+    from .network import layer_shapes
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta_raw = _read_member(zf, "meta", np.uint8, None)
+            meta = json.loads(meta_raw.tobytes().decode())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ValueError("not a numpyvae checkpoint (no numpyvae header)")
+            if meta.get("version") != VERSION:
+                raise ValueError(f"format version {meta.get('version')!r}; this numpyvae reads "
+                                 f"version {VERSION} (upgrade numpyvae or retrain)")
+            cfg = VAEConfig.from_dict(meta["config"])
+            shapes = layer_shapes(cfg.n_input, cfg.hidden, cfg.n_latent, cfg.decoder,
+                                  cfg.decoder_hidden)
+            n = sum(int(np.prod(s)) for s in shapes.values())
+            arrays = {"params": _read_member(zf, "params", cfg.dtype, (n,)),
+                      "opt_t": _read_member(zf, "opt_t", np.int64, ())}
+            if cfg.optimizer == "adam":
+                arrays["opt_m"] = _read_member(zf, "opt_m", cfg.dtype, (n,))
+                arrays["opt_v"] = _read_member(zf, "opt_v", cfg.dtype, (n,))
+            rng_state, train_state = meta["rng"], meta.get("train_state", {})
+            if not isinstance(rng_state, dict) or not isinstance(train_state, dict):
+                raise ValueError("RNG or training state is not a mapping")
+    except CheckpointError:
+        raise
+    except (OSError, EOFError) as e:
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}") from e
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({e}); it may be "
+                              "truncated or from an interrupted copy: use an earlier one") from e
+    except Exception as e:  # untrusted bytes: any parse failure is a bad checkpoint
+        raise CheckpointError(f"{path}: not a valid numpyvae checkpoint ({e})") from e
+    if meta.get("sha256") != _digest(arrays):
+        raise CheckpointError(f"{path}: checksum mismatch: the file was corrupted after it was "
+                              "written; use an earlier checkpoint")
+    if not np.all(np.isfinite(arrays["params"])):
+        raise CheckpointError(f"{path}: parameters contain NaN or inf")
+    opt = {"t": arrays["opt_t"]}
+    if "opt_m" in arrays:
+        opt.update(m=arrays["opt_m"], v=arrays["opt_v"])
+    return {"config": cfg, "params": arrays["params"], "opt": opt, "rng": rng_state,
+            "train_state": train_state}
+
+
+def load_checkpoint(path, expect_config=None):
+    """Rebuild the VAE from ``path``; returns (vae, train_state).
+
+    ``expect_config``: if given, the checkpoint's architecture must match it.
+    """
+    from .model import VAE
+
+    ck = read_checkpoint(path)
+    cfg = ck["config"]
+    if expect_config is not None:
+        arch = ("n_input", "hidden", "n_latent", "activation", "decoder", "decoder_hidden",
+                "dtype")
+        diff = [k for k in arch if getattr(cfg, k) != getattr(expect_config, k)]
+        if diff:
+            got = {k: getattr(cfg, k) for k in diff}
+            want = {k: getattr(expect_config, k) for k in diff}
+            raise CheckpointError(f"{path}: checkpoint is of another architecture: {got}, "
+                                  f"expected {want}; use a matching --out directory")
+    vae = VAE.from_config(cfg)
+    vae.params.flat[...] = ck["params"]
+    vae.optimizer.load_state(ck["opt"])
+    try:
+        vae.rng.bit_generator.state = ck["rng"]
+    except Exception as e:  # a foreign or damaged state dict
+        raise CheckpointError(f"{path}: bad RNG state ({e})") from e
+    return vae, ck["train_state"]

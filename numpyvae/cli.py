@@ -1,0 +1,257 @@
+"""The ``numpyvae`` command: train, evaluate, plot, gradcheck.
+
+A user mistake (bad flag value, missing run directory, unreadable file) prints one line and
+exits with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DivergenceError
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _non_negative(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
+def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> None:
+    from .model import ACTIVATION_NAMES, BACKENDS, DECODERS, DTYPES
+
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_positive(int), nargs="*", default=list(hidden),
+                   metavar="H", help="hidden widths per side (default: %(default)s)")
+    g.add_argument("--latent", type=_positive(int), default=latent, help="latent units J")
+    g.add_argument("--activation", choices=ACTIVATION_NAMES, default="softplus")
+    g.add_argument("--decoder", choices=DECODERS, default=None,
+                   help="default: the data set's (bernoulli for digits, gaussian for faces)")
+    g.add_argument("--dtype", choices=DTYPES, default="float32")
+    g.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="default: numba, or $NUMPYVAE_BACKEND")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import BINARIZATIONS, DATASETS
+
+    parser = argparse.ArgumentParser(prog="numpyvae", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a VAE and write history, checkpoints and figures")
+    t.add_argument("--dataset", choices=DATASETS, default="mnist")
+    _model_flags(t)
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive(int), default=75)
+    g.add_argument("--batch-size", type=_positive(int), default=100)
+    g.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate")
+    g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
+                   help="default: dynamic (Bernoulli decoder) or none (Gaussian)")
+    g.add_argument("--beta", type=_non_negative(float), default=1.0, help="KL weight")
+    g.add_argument("--warmup", type=_non_negative(float), default=0.0, metavar="EPOCHS",
+                   help="ramp beta linearly from 0 over this many epochs")
+    g.add_argument("--seed", type=_non_negative(int), default=0)
+    g.add_argument("--eval-samples", type=_positive(int), default=1,
+                   help="z-draws per test image for the test -ELBO")
+    g.add_argument("--iw-samples", type=_non_negative(int), default=0, metavar="K",
+                   help="importance-weighted bound with K samples at the end (0: skip)")
+    g.add_argument("--train-size", type=_positive(int), default=None)
+    g.add_argument("--test-size", type=_positive(int), default=None)
+    g.add_argument("--out", type=Path, default=None, help="run directory (default runs/NAME)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--no-figures", action="store_true")
+    g.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="test -ELBO and importance-weighted log-likelihood")
+    e.add_argument("run", type=Path, help="run directory or checkpoint .npz")
+    e.add_argument("--k", type=_non_negative(int), default=5000,
+                   help="importance samples per test image (Burda et al. use 5000)")
+    e.add_argument("--samples", type=_positive(int), default=1, help="z-draws for the ELBO")
+    e.add_argument("--test-size", type=_positive(int), default=None)
+    e.add_argument("--seed", type=_non_negative(int), default=0)
+
+    p = sub.add_parser("plot", help="(re)draw every figure of a run into RUN/figures")
+    p.add_argument("run", type=Path)
+
+    c = sub.add_parser("gradcheck", help="finite-difference check of every gradient (float64)")
+    _model_flags(c, hidden=(7, 5), latent=3)
+    c.add_argument("--input", type=_positive(int), default=12, help="pixels D")
+    c.add_argument("--batch", type=_positive(int), default=4)
+    c.add_argument("--max-entries", type=_positive(int), default=None,
+                   help="check at most this many entries per parameter")
+    c.add_argument("--seed", type=_non_negative(int), default=0)
+
+    d = sub.add_parser("demo", help="lecture demo: a 2-D VAE whose latent space updates live")
+    d.add_argument("--epochs", type=_positive(int), default=10)
+    d.add_argument("--out", type=Path, default=Path("runs/demo"))
+    d.add_argument("--train-size", type=_positive(int), default=None)
+    d.add_argument("--no-window", action="store_true", help="never open a window")
+    return parser
+
+
+def _cmd_train(args) -> int:
+    from .data import load_dataset
+    from .model import VAEConfig
+    from .train import TrainConfig, default_run_dir, train
+
+    tcfg = TrainConfig(
+        dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        binarize=args.binarize, beta=args.beta, warmup_epochs=args.warmup, seed=args.seed,
+        eval_samples=args.eval_samples, iw_samples=args.iw_samples, train_size=args.train_size,
+        test_size=args.test_size, figures=not args.no_figures, progress=not args.no_progress)
+    mcfg = None
+    if not args.resume:
+        ds = load_dataset(args.dataset)
+        mcfg = VAEConfig(
+            n_input=ds.dim, hidden=tuple(args.hidden), n_latent=args.latent,
+            activation=args.activation, decoder=args.decoder or ds.default_decoder,
+            dtype=args.dtype, seed=args.seed, learning_rate=args.lr, optimizer=args.optimizer,
+            **({"backend": args.backend} if args.backend else {}))
+    elif args.out is None:
+        raise ValueError("--resume needs --out RUN_DIR (the run to continue)")
+    out = args.out or default_run_dir(mcfg, tcfg)
+    print(f"run directory: {out}")
+    _, results = train(mcfg, tcfg, out, resume=args.resume)
+    print(json.dumps(results, indent=1))
+    print(f"figures: {Path(out) / 'figures'}")
+    return 0
+
+
+def _load_run(run: Path):
+    from .checkpoint import load_checkpoint
+    from .train import CHECKPOINT
+
+    path = run / CHECKPOINT if run.is_dir() else run
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: give a run directory made by "
+                                "'numpyvae train' or a checkpoint .npz")
+    vae, state = load_checkpoint(path)
+    return vae, state, path
+
+
+def _cmd_evaluate(args) -> int:
+    from .data import load_dataset
+    from .evaluate import evaluate
+    from .train import TrainConfig, prepare_data, write_text_atomic
+
+    vae, state, path = _load_run(args.run)
+    tcfg = TrainConfig(**state.get("train_config", {}))
+    tcfg.test_size = args.test_size
+    ds = load_dataset(tcfg.dataset)
+    _, test_x, _, mode = prepare_data(ds, tcfg, vae.config.decoder)
+    res = evaluate(vae, test_x, k=args.k, n_samples=args.samples,
+                   rng=np.random.default_rng(args.seed), progress=True)
+    res.update(dataset=tcfg.dataset, binarization=mode, checkpoint=str(path))
+    print(f"{tcfg.dataset} test set, {len(test_x)} images, binarization {mode}, nats/example")
+    print(f"  -ELBO ({args.samples} z-sample{'s' * (args.samples > 1)}): {res['neg_elbo']:.3f}"
+          f"   (recon {res['recon']:.3f}, KL {res['kl']:.3f})")
+    if args.k:
+        print(f"  -log p(x), importance-weighted, k={args.k}: {res['neg_log_likelihood_iw']:.3f}")
+    if args.run.is_dir():
+        write_text_atomic(args.run / "evaluation.json", json.dumps(res, indent=1))
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .train import CHECKPOINT, Trainer
+
+    if not (args.run / CHECKPOINT).exists():
+        raise FileNotFoundError(f"no run at {args.run}: expected {args.run / CHECKPOINT}")
+    trainer = Trainer(None, None, args.run, resume=True)
+    trainer.figures()
+    print(f"figures written to {args.run / 'figures'}")
+    return 0
+
+
+def _cmd_gradcheck(args) -> int:
+    from .gradcheck import check_model
+    from .model import VAE
+
+    vae = VAE(n_input=args.input, hidden=tuple(args.hidden), n_latent=args.latent,
+              activation=args.activation, decoder=args.decoder or "bernoulli", dtype="float64",
+              seed=args.seed, **({"backend": args.backend} if args.backend else {}))
+    rng = np.random.default_rng(args.seed)
+    for name, p in vae.parameters().items():
+        if name.endswith(".b"):  # non-zero biases so every bias gradient is exercised
+            p[...] = rng.normal(0, 0.1, p.shape)
+    X = rng.random((args.batch, args.input))
+    if vae.config.decoder == "bernoulli":
+        X = (X < 0.5).astype(np.float64)
+    eps = rng.standard_normal((args.batch, args.latent))
+    report = check_model(vae, X, eps, max_entries=args.max_entries, rng=rng)
+    print(f"{vae!r}, batch {args.batch}, backend {vae.config.backend}")
+    print(report.table())
+    print(f"max relative error {report.max_rel_error:.2e}: "
+          f"{'all gradients pass' if report.passed else 'SOME GRADIENTS FAIL'}")
+    return 0 if report.passed else 1
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(epochs=args.epochs, out=args.out, train_size=args.train_size,
+             window=not args.no_window)
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "plot": _cmd_plot,
+            "gradcheck": _cmd_gradcheck, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import TrainingInterrupted
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as e:
+        print(f"numpyvae: {e}", file=sys.stderr)
+        print(f"numpyvae: resume with: numpyvae train --resume --out {e.checkpoint.parent}",
+              file=sys.stderr)
+        return 128 + e.signum
+    except DivergenceError as e:
+        if args.debug:
+            raise
+        print(f"numpyvae: training diverged: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"numpyvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("numpyvae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The training loop: data set -> epochs of Adam steps -> history, checkpoints and figures.
+
+A run lives in one directory::
+
+    runs/<name>/config.json      model and training configuration
+                history.csv/json one row per epoch: train and test -ELBO, recon, KL, beta, seconds
+                checkpoint.npz   parameters, Adam state, RNG state, position in the run
+                results.json     final test evaluation (ELBO, importance-weighted bound)
+                figures/*.png    every figure of numpyvae.plots
+
+Determinism: the data order and binarisation draws of epoch e come from a generator seeded by
+(seed, e), the noise eps from the model's generator (checkpointed), and evaluation noise from
+its own generator. So a resumed run, even one stopped mid-epoch, is bitwise the run that was
+never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datasets
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import DivergenceError
+from .evaluate import elbo_terms, importance_weighted_bound
+from .model import VAE, VAEConfig
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train. Defaults reproduce the seed: batch 100, 75 epochs, beta 1."""
+
+    dataset: str = "mnist"
+    epochs: int = 75
+    batch_size: int = 100
+    binarize: str | None = None  # None: "dynamic" for a Bernoulli decoder, "none" for Gaussian
+    beta: float = 1.0  # KL weight (beta-VAE); 1 is the true ELBO
+    warmup_epochs: float = 0.0  # beta ramps linearly from 0 over this many epochs
+    seed: int = 0
+    eval_samples: int = 1  # z-draws per test image for the per-epoch test -ELBO
+    iw_samples: int = 0  # k of the final importance-weighted bound (0: skip)
+    train_size: int | None = None  # use only the first N training images (quick runs)
+    test_size: int | None = None
+    figures: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dataset not in datasets.DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
+                             f"{list(datasets.DATASETS)}")
+        if self.binarize is not None and self.binarize not in datasets.BINARIZATIONS:
+            raise ValueError(f"unknown binarization {self.binarize!r}; choose one of "
+                             f"{list(datasets.BINARIZATIONS)}")
+        for name in ("epochs", "batch_size", "eval_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        if self.warmup_epochs < 0 or self.iw_samples < 0:
+            raise ValueError("warmup_epochs and iw_samples must be >= 0")
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived: the step finished, a checkpoint was written."""
+
+    def __init__(self, signum: int, checkpoint: Path, epoch: int, step: int):
+        self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} received: stopped after step {step} (epoch {epoch + 1}); "
+                         f"checkpoint saved to {checkpoint}")
+
+
+class _StopOnSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now (saves are atomic anyway)
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_run_dir(model_cfg: VAEConfig, train_cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{train_cfg.dataset}-z{model_cfg.n_latent}-{stamp}"
+
+
+def prepare_data(ds: datasets.Dataset, cfg: TrainConfig, decoder: str):
+    """Training images (uint8, binarised once if static), test floats, and the mode used."""
+    mode = cfg.binarize or ("dynamic" if decoder == "bernoulli" else "none")
+    if decoder == "gaussian" and mode != "none":
+        raise ValueError(f"binarization {mode!r} with a Gaussian decoder: real-valued data "
+                         "needs --binarize none")
+    train = ds.train_images[: cfg.train_size]
+    test = ds.test_images[: cfg.test_size]
+    test_labels = None if ds.test_labels is None else ds.test_labels[: cfg.test_size]
+    if mode == "static":
+        train = datasets.binarize_static(train, cfg.seed)
+    # the test set of a binarised model is one fixed, seeded draw, the same for every epoch
+    test_x = (datasets.to_float(test) if mode == "none"
+              else datasets.binarize_static(test, cfg.seed + 1).astype(np.float32))
+    return train, test_x, test_labels, mode
+
+
+class Trainer:
+    """Runs (or resumes) one training run in ``out_dir``; ``log`` receives one line per event."""
+
+    def __init__(self, model_cfg: VAEConfig | None, train_cfg: TrainConfig | None, out_dir,
+                 resume: bool = False, log=print):
+        self.out = Path(out_dir)
+        self.log = log
+        ck = self.out / CHECKPOINT
+        if resume:
+            if not ck.exists():
+                raise FileNotFoundError(f"nothing to resume: {ck} does not exist; start a new run "
+                                        "without --resume")
+            self.vae, state = load_checkpoint(ck)
+            saved = TrainConfig(**state["train_config"])
+            if train_cfg is not None:  # only the number of epochs may change on resume
+                saved.epochs = train_cfg.epochs
+            self.cfg, self.epoch, self.step_in_epoch = saved, state["epoch"], state["step"]
+            self.history = state["history"]
+        else:
+            if ck.exists():
+                raise FileExistsError(f"{ck} exists: continue it with --resume, or choose "
+                                      "another --out directory")
+            self.vae, self.cfg = VAE.from_config(model_cfg), train_cfg
+            self.epoch, self.step_in_epoch, self.history = 0, 0, {}
+        self.ds = datasets.load_dataset(self.cfg.dataset)
+        if self.ds.dim != self.vae.n_input:
+            raise ValueError(f"{self.cfg.dataset} images have {self.ds.dim} pixels but the model "
+                             f"expects n_input={self.vae.n_input}")
+        self.train_x, self.test_x, self.test_labels, self.mode = prepare_data(
+            self.ds, self.cfg, self.vae.config.decoder)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._batch = np.empty((min(self.cfg.batch_size, len(self.train_x)), self.ds.dim),
+                               self.vae.dtype)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _state(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step_in_epoch, "history": self.history,
+                "train_config": dataclasses.asdict(self.cfg)}
+
+    def save(self) -> Path:
+        return save_checkpoint(self.out / CHECKPOINT, self.vae, self._state())
+
+    def _write_history(self) -> None:
+        write_text_atomic(self.out / "history.json", json.dumps(self.history, indent=1))
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.history.keys())
+        writer.writerows(zip(*self.history.values(), strict=True))
+        write_text_atomic(self.out / "history.csv", buf.getvalue())
+
+    def beta_at(self, epoch: int, step: int, n_steps: int) -> float:
+        """beta, ramped linearly from 0 over ``warmup_epochs`` (KL warm-up)."""
+        if self.cfg.warmup_epochs <= 0:
+            return self.cfg.beta
+        progress = (epoch + step / n_steps) / self.cfg.warmup_epochs
+        return self.cfg.beta * min(1.0, progress)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        cfg, vae = self.cfg, self.vae
+        write_text_atomic(self.out / "config.json", json.dumps(
+            {"model": vae.config.to_dict(), "train": dataclasses.asdict(cfg)}, indent=1))
+        if self.mode == "none" and vae.config.decoder == "bernoulli":
+            self.log(datasets.NONE_BINARIZATION_WARNING)
+        n_steps = math.ceil(len(self.train_x) / cfg.batch_size)
+        with _StopOnSignal() as stop:
+            while self.epoch < cfg.epochs:
+                self._run_epoch(n_steps, stop)
+        return self.finish()
+
+    def _run_epoch(self, n_steps: int, stop: _StopOnSignal) -> None:
+        from tqdm.auto import tqdm
+
+        cfg, vae, e = self.cfg, self.vae, self.epoch
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, e])  # data order and binarisation of epoch e
+        batches = datasets.iterate_batches(self.train_x, cfg.batch_size, rng=rng,
+                                           binarize=self.mode, dtype=vae.dtype, out=self._batch)
+        sums = np.zeros(3)
+        last_finite = self.history.get("train_loss", [math.nan])[-1]
+        bar = tqdm(total=n_steps, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{cfg.epochs}",
+                   leave=False, disable=not cfg.progress, unit="batch")
+        seen = 0
+        for i, x in enumerate(batches):
+            if i < self.step_in_epoch:  # resuming mid-epoch: replay the draws, skip the steps
+                continue
+            beta = self.beta_at(e, i, n_steps)
+            loss, recon, kl = vae.step(x, beta)
+            if not math.isfinite(loss):
+                bar.close()
+                raise DivergenceError(
+                    f"the loss became {loss} at step {vae.optimizer.t} (epoch {e + 1}); last "
+                    f"finite loss {last_finite:.4g}. The last good checkpoint "
+                    f"{self.out / CHECKPOINT} is unchanged. Try a smaller learning rate (now "
+                    f"{vae.config.learning_rate:g}) and check the data range")
+            last_finite = loss
+            sums += (loss * len(x), recon * len(x), kl * len(x))
+            seen += len(x)
+            self.step_in_epoch = i + 1
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss:.2f}", refresh=False)
+            bar.update(1)
+            if stop.signum is not None:
+                bar.close()
+                raise TrainingInterrupted(stop.signum, self.save(), e, vae.optimizer.t)
+        bar.close()
+        self._end_epoch(sums / max(seen, 1), time.perf_counter() - t0)
+
+    def _end_epoch(self, train_means: np.ndarray, seconds: float) -> None:
+        e, cfg = self.epoch, self.cfg
+        recon, kl = elbo_terms(self.vae, self.test_x, np.random.default_rng([cfg.seed, e, 1]),
+                               cfg.eval_samples)
+        row = {"epoch": e + 1, "train_loss": train_means[0], "train_recon": train_means[1],
+               "train_kl": train_means[2], "test_loss": float(np.mean(recon + kl)),
+               "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
+               "beta": self.beta_at(e + 1, 0, 1), "seconds": seconds}
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(float(value) if key != "epoch" else value)
+        self.log(f"epoch {e + 1:3d}/{cfg.epochs}  train -ELBO {row['train_loss']:8.3f}  "
+                 f"test -ELBO {row['test_loss']:8.3f} (recon {row['test_recon']:8.3f}  KL "
+                 f"{row['test_kl']:6.3f})  {seconds:5.1f} s")
+        self.epoch, self.step_in_epoch = e + 1, 0
+        self.save()
+        self._write_history()
+
+    def finish(self) -> dict:
+        """Final evaluation (results.json) and figures."""
+        cfg, vae = self.cfg, self.vae
+        rng = np.random.default_rng([cfg.seed, 10**6])
+        recon, kl = elbo_terms(vae, self.test_x, rng, cfg.eval_samples)
+        results = {"dataset": cfg.dataset, "binarization": self.mode, "epochs": self.epoch,
+                   "test_examples": len(self.test_x), "elbo_samples": cfg.eval_samples,
+                   "test_neg_elbo": float(np.mean(recon + kl)),
+                   "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl))}
+        if cfg.iw_samples > 0:
+            lk = importance_weighted_bound(vae, self.test_x, cfg.iw_samples, rng,
+                                           progress=cfg.progress)
+            results.update(iw_samples=cfg.iw_samples, test_neg_log_likelihood_iw=float(-lk.mean()))
+        write_text_atomic(self.out / "results.json", json.dumps(results, indent=1))
+        if cfg.figures:
+            self.figures()
+        return results
+
+    def figures(self) -> dict:
+        from .plots import all_figures
+
+        grey = datasets.to_float(self.ds.test_images[: self.cfg.test_size], self.vae.dtype)
+        return all_figures(self.vae, grey, self.test_labels, self.ds.image_shape,
+                           history=self.history or None, class_names=self.ds.class_names,
+                           rng=np.random.default_rng([self.cfg.seed, 2]),
+                           out_dir=self.out / "figures")
+
+
+def train(model_cfg: VAEConfig, train_cfg: TrainConfig, out_dir=None, resume=False, log=print):
+    """Train (or resume) a run; returns (vae, results)."""
+    out = Path(out_dir) if out_dir is not None else default_run_dir(model_cfg, train_cfg)
+    trainer = Trainer(model_cfg, train_cfg, out, resume=resume, log=log)
+    results = trainer.run()
+    return trainer.vae, results
