@@ -219,3 +219,35 @@ def test_bad_noise_and_latent_shapes():
         vae.loss_and_gradients(data("bernoulli"), np.zeros((4, 2)))
     with pytest.raises(ValueError, match=r"z has shape \(2, 2\); expected \(n, 3\)"):
         vae.generate(np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numerical_edges_stay_finite(decoder, dtype):
+    """(BER-2) (GAU-1) (KL-1) (REP-1) logits of +-1e4, latent logvar of +-50, decoder logvar of
+    +-50, all-zero and all-one images: the loss and every gradient stay finite."""
+    vae = small_vae(decoder, dtype=dtype)
+    eps = np.random.default_rng(0).standard_normal((2, 3))
+    heads = ["dec.out.b"] if decoder == "bernoulli" else ["dec.mu.b", "dec.logvar.b"]
+    if decoder == "gaussian":
+        # output weights 0 so the decoder's log-variance is exactly +-50; otherwise sigma_z =
+        # e^25 drives it to ~1e11, whose exp no float holds (a true infinity, not instability)
+        vae.params["dec.mu.W"][...] = 0.0
+        vae.params["dec.logvar.W"][...] = 0.0
+    for latent_logvar in (-50.0, 50.0):
+        for out_bias in (-1e4, 1e4) if decoder == "bernoulli" else (-50.0, 50.0):
+            vae.params["enc.logvar.b"][...] = latent_logvar
+            for head in heads:
+                vae.params[head][...] = out_bias
+            for X in (np.zeros((2, 12)), np.ones((2, 12))):
+                loss, grads = vae.loss_and_gradients(X, eps)
+                assert math.isfinite(loss), (latent_logvar, out_bias)
+                assert all(np.isfinite(g).all() for g in grads.values()), (latent_logvar, out_bias)
+
+
+def test_error_types_subclass_builtins():
+    from numpyvae.errors import CheckpointError, DataFileError, DataNotFoundError, DivergenceError
+
+    for err in (CheckpointError, DataFileError, DivergenceError):
+        assert issubclass(err, ValueError)
+    assert issubclass(DataNotFoundError, OSError)

@@ -260,3 +260,17 @@ def test_xavier_uniform(rng):
     a = ops.xavier_uniform(3, 2, np.random.default_rng(5))
     b = ops.xavier_uniform(3, 2, np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_and_reparameterisation_at_extreme_logvar(dtype):
+    """(KL-1) (KL-2) (KL-3) (REP-1) (REP-3) finite values and gradients at logvar = +-50."""
+    mu = np.array([[0.0, 3.0]], dtype)
+    logvar = np.array([[-50.0, 50.0]], dtype)
+    eps = np.array([[1.0, -1.0]], dtype)
+    kl, kcache = ops.kl_standard_normal_forward(mu, logvar)
+    z, rcache = ops.reparameterize_forward(mu, logvar, eps)
+    grads = ops.kl_standard_normal_backward(np.ones(1, dtype), kcache)
+    grads += ops.reparameterize_backward(np.ones_like(z), rcache)
+    assert kl.dtype == dtype and np.isfinite(kl).all() and np.isfinite(z).all()
+    assert all(np.isfinite(g).all() for g in grads)
