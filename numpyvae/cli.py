@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--no-figures", action="store_true")
     g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--download", action="store_true",
+                   help="fetch Fashion-MNIST (30 MB) into ~/.cache/numpyvae if it is not here")
 
     e = sub.add_parser("evaluate", help="test -ELBO and importance-weighted log-likelihood")
     e.add_argument("run", type=Path, help="run directory or checkpoint .npz")
@@ -118,18 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
-    from .data import load_dataset
     from .model import VAEConfig
-    from .train import TrainConfig, default_run_dir, train
+    from .train import TrainConfig, default_run_dir, load_training_data, train
 
     tcfg = TrainConfig(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         binarize=args.binarize, beta=args.beta, warmup_epochs=args.warmup, seed=args.seed,
         eval_samples=args.eval_samples, iw_samples=args.iw_samples, train_size=args.train_size,
-        test_size=args.test_size, figures=not args.no_figures, progress=not args.no_progress)
+        test_size=args.test_size, figures=not args.no_figures, progress=not args.no_progress,
+        download=args.download)
     mcfg = None
     if not args.resume:
-        ds = load_dataset(args.dataset)
+        ds = load_training_data(tcfg)
         mcfg = VAEConfig(
             n_input=ds.dim, hidden=tuple(args.hidden), n_latent=args.latent,
             activation=args.activation, decoder=args.decoder or ds.default_decoder,
@@ -158,14 +160,13 @@ def _load_run(run: Path):
 
 
 def _cmd_evaluate(args) -> int:
-    from .data import load_dataset
     from .evaluate import evaluate
-    from .train import TrainConfig, prepare_data, write_text_atomic
+    from .train import TrainConfig, load_training_data, prepare_data, write_text_atomic
 
     vae, state, path = _load_run(args.run)
     tcfg = TrainConfig(**state.get("train_config", {}))
     tcfg.test_size = args.test_size
-    ds = load_dataset(tcfg.dataset)
+    ds = load_training_data(tcfg)
     _, test_x, _, mode = prepare_data(ds, tcfg, vae.config.decoder)
     res = evaluate(vae, test_x, k=args.k, n_samples=args.samples,
                    rng=np.random.default_rng(args.seed), progress=True)

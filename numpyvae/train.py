@@ -55,6 +55,7 @@ class TrainConfig:
     test_size: int | None = None
     figures: bool = True
     progress: bool = True
+    download: bool = False  # Fashion-MNIST: fetch it into the cache if it is not on the machine
 
     def __post_init__(self) -> None:
         if self.dataset not in datasets.DATASETS:
@@ -125,6 +126,12 @@ def default_run_dir(model_cfg: VAEConfig, train_cfg: TrainConfig) -> Path:
     return Path("runs") / f"{train_cfg.dataset}-z{model_cfg.n_latent}-{stamp}"
 
 
+def load_training_data(cfg: TrainConfig) -> datasets.Dataset:
+    """The configured data set (Fashion-MNIST is downloaded only if ``cfg.download``)."""
+    kwargs = {"download": True} if cfg.download and cfg.dataset == "fashion-mnist" else {}
+    return datasets.load_dataset(cfg.dataset, **kwargs)
+
+
 def prepare_data(ds: datasets.Dataset, cfg: TrainConfig, decoder: str):
     """Training images (uint8, binarised once if static), test floats, and the mode used."""
     mode = cfg.binarize or ("dynamic" if decoder == "bernoulli" else "none")
@@ -166,7 +173,7 @@ class Trainer:
                                       "another --out directory")
             self.vae, self.cfg = VAE.from_config(model_cfg), train_cfg
             self.epoch, self.step_in_epoch, self.history = 0, 0, {}
-        self.ds = datasets.load_dataset(self.cfg.dataset)
+        self.ds = load_training_data(self.cfg)
         if self.ds.dim != self.vae.n_input:
             raise ValueError(f"{self.cfg.dataset} images have {self.ds.dim} pixels but the model "
                              f"expects n_input={self.vae.n_input}")
