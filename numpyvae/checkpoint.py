@@ -1,7 +1,7 @@
 """Checkpoints: one ``.npz`` holding parameters, optimiser state, RNG state, config and progress.
 
-Written atomically (temporary file in the same directory, fsync, rename, fsync of the
-directory), so a crash or SIGKILL during a save leaves the previous checkpoint intact.
+Written atomically (``numpyvae.atomic``), so a crash or SIGKILL during a save leaves the
+previous checkpoint intact.
 Loaded as untrusted input: never unpickled (``allow_pickle=False``), every array's header is
 checked against the shapes the stored config implies before it is read, a SHA-256 of the
 payload is verified, and every failure becomes a ``CheckpointError`` naming the file.
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from numpy.lib import format as npy_format
 
+from .atomic import atomic_write
 from .errors import CheckpointError
 
 FORMAT = "numpyvae-checkpoint"
@@ -41,7 +40,6 @@ def _text(obj) -> np.ndarray:
 def save_checkpoint(path, vae, train_state: dict | None = None) -> Path:
     """Write ``vae`` (and the training loop's ``train_state``, JSON-able) to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     opt = vae.optimizer.state()
     arrays = {"params": vae.params.flat, "opt_t": opt["t"]}
     if "m" in opt:
@@ -51,21 +49,8 @@ def save_checkpoint(path, vae, train_state: dict | None = None) -> Path:
         "rng": vae.rng.bit_generator.state, "train_state": train_state or {},
         "sha256": _digest(arrays),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=_text(meta), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_write(path) as f:
+        np.savez(f, meta=_text(meta), **arrays)
     return path
 
 

@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="lecture demo: a 2-D VAE whose latent space updates live")
     d.add_argument("--epochs", type=_positive(int), default=10)
     d.add_argument("--out", type=Path, default=Path("runs/demo"))
-    d.add_argument("--train-size", type=_positive(int), default=None)
+    d.add_argument("--train-size", type=_positive(int), default=None,
+                   help="training images (default 20000, so 10 epochs fit in a lecture slot)")
+    d.add_argument("--seed", type=_non_negative(int), default=0)
+    d.add_argument("--backend", choices=("numpy", "numba"), default=None)
     d.add_argument("--no-window", action="store_true", help="never open a window")
     return parser
 
@@ -219,7 +222,7 @@ def _cmd_demo(args) -> int:
     from .demo import run_demo
 
     run_demo(epochs=args.epochs, out=args.out, train_size=args.train_size,
-             window=not args.no_window)
+             window=not args.no_window, seed=args.seed, backend=args.backend)
     return 0
 
 

@@ -24,7 +24,6 @@ import hashlib
 import math
 import os
 import struct
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from numpyvae.atomic import atomic_write
 from numpyvae.errors import DataFileError
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: MNIST's largest file is 47 MB decompressed
@@ -200,24 +200,18 @@ def fetch(url: str, dest: Path, sha256: str, *, max_bytes: int = 1 << 27) -> Non
     the checksum matched, so an interrupted or corrupt download never leaves a file that looks
     complete. Network failures raise OSError; a wrong checksum raises DataFileError.
     """
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=60) as response:
-            while chunk := response.read(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DataFileError(f"{url}: response exceeds {max_bytes:,} bytes; "
-                                        "expected a much smaller file. Fix: check the URL.")
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
+    digest, size = hashlib.sha256(), 0
+    with atomic_write(dest) as out, _urlopen(url, timeout=60) as response:
+        while chunk := response.read(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise DataFileError(f"{url}: response exceeds {max_bytes:,} bytes; "
+                                    "expected a much smaller file. Fix: check the URL.")
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != sha256:  # inside the block: nothing replaces dest
             raise DataFileError(
                 f"{url}: downloaded {size:,} bytes with SHA-256 {digest.hexdigest()}, expected "
                 f"{sha256}; the download is corrupt or the server changed the file. Nothing was "
                 f"saved to {dest}. Fix: try again; if it persists, get the file another way."
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +17,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from .atomic import atomic_write
 
 _GREY = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0, "interpolation": "nearest"}
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -353,18 +354,10 @@ def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Write fig as PNG atomically: a temp file in the same directory, then os.replace."""
+    """Write fig as PNG atomically (see ``numpyvae.atomic``), cropped to its contents."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a figure should be readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     return path
 
 

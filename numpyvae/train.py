@@ -21,15 +21,14 @@ import dataclasses
 import io
 import json
 import math
-import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import data as datasets
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import DivergenceError
 from .evaluate import elbo_terms, importance_weighted_bound
@@ -109,16 +108,8 @@ class _StopOnSignal:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def default_run_dir(model_cfg: VAEConfig, train_cfg: TrainConfig) -> Path:

@@ -156,3 +156,19 @@ def test_fuzzed_checkpoints_raise_checkpoint_error_or_load(good_bytes, tmp_path,
     except CheckpointError:
         return
     assert np.all(np.isfinite(vae.params.flat))  # it loaded: then it must be a valid model
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    """atomic_write's temp file is 0600 (mkstemp); the result must be 0666 less the umask."""
+    import os
+
+    from numpyvae.atomic import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
