@@ -39,9 +39,11 @@ def _log_weights(vae, x: np.ndarray, mu, logvar, eps: np.ndarray) -> np.ndarray:
                                 vae.config.decoder)
     xs = np.broadcast_to(x[None], (s, r, x.shape[1])).reshape(s * r, -1)
     log_px_z = -network.reconstruction_nll(xs, outputs, vae.config.decoder)[0].reshape(s, r)
-    z64 = z.astype(np.float64)
-    log_pz = log_normal_diag(z64, 0.0, 0.0)
-    log_qz = log_normal_diag(z64, mu[None].astype(np.float64), logvar[None].astype(np.float64))
+    log_pz = log_normal_diag(z.astype(np.float64), 0.0, 0.0)
+    # log q(z|x) at z = mu + sigma*eps: (z - mu)^2 / sigma^2 = eps^2, no cancellation in z - mu
+    eps64 = eps.astype(np.float64)
+    log_qz = -0.5 * np.sum(LOG_2PI + logvar[None].astype(np.float64) + eps64 * eps64,
+                           axis=-1)  # (IWAE-3)
     return log_px_z + log_pz - log_qz  # (IWAE-1): log of the importance weight
 
 
