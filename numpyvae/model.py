@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -24,6 +25,15 @@ ACTIVATION_NAMES = ("softplus", "relu", "tanh")
 DECODERS = ("bernoulli", "gaussian")
 DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba")
+BACKEND_ENV = "NUMPYVAE_BACKEND"
+
+
+def default_backend() -> str:
+    """"numba" (the fused kernels), unless $NUMPYVAE_BACKEND names another backend."""
+    backend = os.environ.get(BACKEND_ENV, "numba")
+    if backend not in BACKENDS:
+        raise ValueError(f"${BACKEND_ENV}={backend!r}; expected one of {list(BACKENDS)}")
+    return backend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +53,7 @@ class VAEConfig:
     beta2: float = 0.999
     adam_eps: float = 1e-8
     decoder_hidden: tuple[int, ...] | None = None
-    backend: str = "numpy"
+    backend: str = dataclasses.field(default_factory=default_backend)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -207,13 +217,17 @@ class VAE:
         loss, _, _ = self._forward_backward(X, eps, beta)
         return loss, OrderedDict((name, g.copy()) for name, g in self.grads.items())
 
+    def _engine(self):
+        """The fused twin of ``network`` (backend "numba"), built on first use."""
+        if self.engine is None:
+            from .fast import FastEngine
+
+            self.engine = FastEngine(self.config, self.params, self.grads)
+        return self.engine
+
     def _forward_backward(self, X, eps, beta):
         if self.config.backend == "numba":
-            if self.engine is None:
-                from .fast import FastEngine
-
-                self.engine = FastEngine(self.config, self.params, self.grads)
-            return self.engine.forward_backward(X, eps, beta)
+            return self._engine().forward_backward(X, eps, beta)
         return network.forward_backward(
             self.params, self.grads, X, eps, self.config.activation, self.config.decoder, beta
         )
@@ -295,9 +309,11 @@ class VAE:
     def elbo_terms(self, X, eps=None) -> tuple[np.ndarray, np.ndarray]:
         """Per-example (reconstruction NLL, KL) in nats, one z-sample each, shapes (N,)."""
         X = self._check_x(X)
-        mu, logvar, _ = network.encode(self.params, X, self.config.activation)
         if eps is None:
-            eps = self.rng.standard_normal(mu.shape, dtype=self.dtype)
+            eps = self.rng.standard_normal((len(X), self.n_latent), dtype=self.dtype)
+        if self.config.backend == "numba":
+            return self._engine().elbo_terms(X, eps)
+        mu, logvar, _ = network.encode(self.params, X, self.config.activation)
         z = ops.reparameterize_forward(mu, logvar, eps)[0]
         outputs, _ = network.decode(self.params, z, self.config.activation, self.config.decoder)
         recon = network.reconstruction_nll(X, outputs, self.config.decoder)[0]

@@ -1,0 +1,485 @@
+"""Training speed and memory of numpyvae on this machine, with PyTorch eager alongside.
+
+    python benchmarks/bench_train.py            # full run, a few minutes
+    python benchmarks/bench_train.py --quick    # smoke run, well under a minute
+    python benchmarks/bench_train.py --json results.json
+
+Prints Markdown tables: throughput of the seed model (784-500-500-20, softplus, Bernoulli, Adam,
+float32) for both backends and PyTorch eager; where a step's time goes; achieved GFLOP/s against
+this process's own 2048^2 matrix product; first-step latency with a cold and a warm Numba
+cache; peak memory and time of a full MNIST epoch; the hand-written ``kernels.matmul`` against
+BLAS. See benchmarks/README.md for the method and the numbers from the reference machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from numpyvae import fast, kernels, network  # noqa: E402
+from numpyvae.model import VAE  # noqa: E402
+
+SEED = {"n_input": 784, "hidden": (500, 500), "n_latent": 20, "activation": "softplus",
+        "decoder": "bernoulli", "dtype": "float32"}
+
+
+# --------------------------------------------------------------------------- facts
+def flops_per_image(n_input=784, hidden=(500, 500), n_latent=20) -> int:
+    """Multiply-adds x 2 of one training image: forward x W, backward dW = x^T dy and
+    dx = dy W^T for every dense layer, except dx of the first encoder layer (the data)."""
+    shapes = network.layer_shapes(n_input, hidden, n_latent, "bernoulli")
+    sizes = [shape[0] * shape[1] for name, shape in shapes.items() if name.endswith(".W")]
+    first = shapes["enc.h1.W"][0] * shapes["enc.h1.W"][1] if hidden else 0
+    return 2 * (3 * sum(sizes) - first)
+
+
+def blas_info() -> dict:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"name": "unknown (pip install threadpoolctl)", "threads": os.cpu_count()}
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            return {"name": f"{pool['internal_api']} {pool.get('version')} "
+                            f"({pool.get('architecture')}, {pool.get('threading_layer')})",
+                    "threads": pool["num_threads"]}
+    return {"name": "none found", "threads": 1}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def idle_fraction(seconds: float = 3.0) -> float | None:
+    """Share of CPU time the whole machine spent idle over a few seconds (Linux), before we run:
+    below ~0.9 another process is competing and every number will suffer."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except OSError:
+        return None
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def sgemm_rate(n=2048, reps=5) -> float:
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.matmul(a, a, out=out)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def mnist_batches(B: int, n_batches: int) -> list[np.ndarray]:
+    """Binarised MNIST batches (fixed draws), so every contender sees the same data."""
+    images = load_mnist_images()[: B * n_batches]
+    rng = np.random.default_rng(0)
+    x = (rng.random(images.shape, dtype=np.float32) < images / np.float32(255)).astype(np.float32)
+    return [x[i * B:(i + 1) * B] for i in range(n_batches)]
+
+
+def load_mnist_images() -> np.ndarray:
+    try:
+        from numpyvae.data import load_mnist
+        return load_mnist("train")[0]
+    except ImportError:
+        import gzip
+        path = ROOT.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
+        with gzip.open(path) as f:
+            return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+
+
+# --------------------------------------------------------------------------- contenders
+class Ours:
+    def __init__(self, backend, batches):
+        self.name = f"numpyvae {backend}"
+        self.vae = VAE(**SEED, backend=backend, seed=0)
+        self.batches, self.i = batches, 0
+
+    def step(self):
+        self.vae.step(self.batches[self.i % len(self.batches)])
+        self.i += 1
+
+
+class Torch:
+    """The same model in PyTorch eager: nn.Linear, softplus, BCE-with-logits summed over
+    pixels, analytic KL, mean over the batch; initial weights copied from numpyvae's."""
+
+    def __init__(self, batches, fused, threads):
+        import torch
+        from torch import nn
+        torch.set_num_threads(threads)
+        self.torch = torch
+        ref = VAE(**SEED, backend="numba", seed=0)
+        layers = {}
+        for name in ("enc.h1", "enc.h2", "enc.mu", "enc.logvar", "dec.h1", "dec.h2", "dec.out"):
+            W, b = ref.params[f"{name}.W"], ref.params[f"{name}.b"]
+            lin = nn.Linear(*W.shape)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(W.T.copy()))
+                lin.bias.copy_(torch.from_numpy(b.copy()))
+            layers[name.replace(".", "_")] = lin
+        self.m = nn.ModuleDict(layers)
+        self.opt = torch.optim.Adam(self.m.parameters(), lr=1e-3, fused=fused or None)
+        self.name = "PyTorch eager, Adam(fused=True)" if fused else "PyTorch eager, Adam"
+        self.batches = [torch.from_numpy(b) for b in batches]
+        self.i, self.ref = 0, ref
+
+    def loss(self, x, eps):
+        F, m = self.torch.nn.functional, self.m
+        h = F.softplus(m["enc_h2"](F.softplus(m["enc_h1"](x))))
+        mu, logvar = m["enc_mu"](h), m["enc_logvar"](h)
+        z = mu + self.torch.exp(0.5 * logvar) * eps
+        logits = m["dec_out"](F.softplus(m["dec_h2"](F.softplus(m["dec_h1"](z)))))
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        kl = 0.5 * (mu * mu + self.torch.expm1(logvar) - logvar).sum()
+        return (recon + kl) / x.shape[0]
+
+    def check_same_model(self) -> float:
+        """Relative difference of the first loss, numpyvae vs torch, same weights and eps."""
+        x = self.batches[0]
+        eps = np.random.default_rng(1).standard_normal((x.shape[0], 20), dtype=np.float32)
+        ours = self.ref.loss_and_gradients(x.numpy(), eps)[0]
+        with self.torch.no_grad():
+            theirs = float(self.loss(x, self.torch.from_numpy(eps)))
+        return abs(ours - theirs) / abs(ours)
+
+    def step(self):
+        x = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(x, self.torch.randn(x.shape[0], 20)).backward()
+        self.opt.step()
+
+
+def time_contenders(contenders, passes: int, seconds: float) -> dict[str, float]:
+    """Median seconds per step. Contenders alternate, in rotating order; each pass first runs
+    unmeasured for a while so that the other runtime's idle threads stop spinning."""
+    per_step = {c.name: [] for c in contenders}
+    for c in contenders:
+        c.step()  # compile, allocate
+    for p in range(passes):
+        for c in contenders[p % len(contenders):] + contenders[:p % len(contenders)]:
+            t_end = time.perf_counter() + max(0.5, 0.3 * seconds)
+            while time.perf_counter() < t_end:
+                c.step()
+            n, t0 = 0, time.perf_counter()
+            while n < 3 or time.perf_counter() - t0 < seconds:
+                c.step()
+                n += 1
+            per_step[c.name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(ts) for name, ts in per_step.items()}
+
+
+# --------------------------------------------------------------------------- time split
+class _Timed:
+    """Stands in for a module inside numpyvae.fast: times the calls named in ``names``."""
+
+    def __init__(self, module, names, totals, record=None):
+        self._module, self._names, self._totals, self._record = module, names, totals, record
+
+    def __getattr__(self, attr):
+        f = getattr(self._module, attr)
+        if attr not in self._names:
+            return f
+        group = self._names[attr]
+
+        def timed(*args, **kw):
+            t = time.perf_counter()
+            result = f(*args, **kw)
+            self._totals[group] += time.perf_counter() - t
+            if self._record is not None and attr == "matmul":
+                self._record.append((args, kw["out"]))
+            return result
+        return timed
+
+
+def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
+    """Seconds per step in matmul / elementwise kernels / optimiser / the rest, by timing every
+    call inside real steps; and the same step's products replayed alone, alternating."""
+    batches = mnist_batches(B, 10)
+    vae = VAE(**SEED, backend="numba", seed=0)
+    vae.step(batches[0])
+    totals = dict.fromkeys(["matmul", "elementwise", "optimiser"], 0.0)
+    record: list = []
+    kernel_names = {name: "elementwise" for name in dir(kernels)
+                    if hasattr(getattr(kernels, name), "py_func")}  # the Numba kernels
+    kernel_names["adam_step"] = "optimiser"
+    orig_np, orig_kernels, orig_act = fast.np, fast.kernels, vae.engine.activate
+    fast.np = _Timed(np, {"matmul": "matmul", "add": "elementwise"}, totals, record)
+    fast.kernels = _Timed(kernels, kernel_names, totals)
+    vae.engine.activate = _Timed(kernels, {orig_act.__name__: "elementwise"}, totals).__getattr__(
+        orig_act.__name__)
+    try:
+        vae.step(batches[0])
+        calls = list(record)  # one step's products, replayed below
+        step_times, replay_times, passes_parts = [], [], []
+        for _ in range(passes):
+            for key in totals:
+                totals[key] = 0.0
+            record.clear()
+            t = time.perf_counter()
+            for i in range(steps):
+                vae.step(batches[i % len(batches)])
+            step_times.append((time.perf_counter() - t) / steps)
+            parts = {key: v / steps for key, v in totals.items()}
+            parts["other"] = step_times[-1] - sum(parts.values())
+            passes_parts.append(parts)
+            t = time.perf_counter()
+            for _ in range(steps):
+                for args, out in calls:
+                    np.matmul(*args, out=out)
+            replay_times.append((time.perf_counter() - t) / steps)
+    finally:
+        fast.np, fast.kernels, vae.engine.activate = orig_np, orig_kernels, orig_act
+    split = {key: statistics.median(p[key] for p in passes_parts) for key in passes_parts[0]}
+    split["step"] = statistics.median(step_times)
+    split["matmul_alone"] = statistics.median(replay_times)
+    split["n_matmul"] = len(calls)
+    return split
+
+
+# --------------------------------------------------------------------------- subprocesses
+FIRST_STEP = """
+import time, sys
+import numpy as np
+from numpyvae.model import VAE
+vae = VAE(backend="numba")
+X = (np.random.default_rng(0).random((100, 784)) < 0.2).astype(np.float32)
+vae.step(X)
+print(time.time())
+"""
+
+EPOCH = """
+import resource, time, sys
+import numpy as np
+from numpyvae.model import VAE
+try:
+    from numpyvae.data import iterate_batches, load_mnist
+    images = load_mnist("train")[0]
+except ImportError:
+    import gzip
+    with gzip.open(sys.argv[2]) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+    def iterate_batches(images, B, rng, binarize):
+        out = np.empty((B, 784), np.float32)
+        order = rng.permutation(len(images))
+        for s in range(0, len(images), B):
+            x = out[: min(B, len(images) - s)]
+            np.less(rng.random(x.shape, dtype=np.float32) * 255, images[order[s:s + B]], out=x)
+            yield x
+B = int(sys.argv[1])
+vae = VAE(backend="numba")
+rng = np.random.default_rng(0)
+vae.step(next(iter(iterate_batches(images, B, rng=rng, binarize="dynamic"))))  # warm-up
+t = time.perf_counter()
+total = 0.0
+for x in iterate_batches(images, B, rng=rng, binarize="dynamic"):
+    total += vae.step(x)[0] * len(x)
+seconds = time.perf_counter() - t
+try:  # this process's own peak; ru_maxrss would include the parent's RSS at fork (Linux exec)
+    with open("/proc/self/status") as f:
+        peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+except OSError:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(seconds, peak_kb, total / len(images))
+"""
+
+
+def run_child(code: str, cache_dir: str, *args) -> tuple[float, str]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return start, out
+
+
+def first_step_latency(warm_runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as cache:
+        start, out = run_child(FIRST_STEP, cache)
+        cold = float(out.split()[-1]) - start
+        warm = []
+        for _ in range(warm_runs):
+            start, out = run_child(FIRST_STEP, cache)
+            warm.append(float(out.split()[-1]) - start)
+    return {"cold": cold, "warm": statistics.median(warm)}
+
+
+def epoch_run(B: int, cache_dir: str) -> dict[str, float]:
+    mnist = ROOT.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
+    _, out = run_child(EPOCH, cache_dir, B, mnist)
+    seconds, maxrss_kb, loss = out.split()
+    return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024, "loss": float(loss)}
+
+
+def _gflops(f, flop: float, reps: int) -> float:
+    f()
+    t = time.perf_counter()
+    for _ in range(reps):
+        f()
+    return flop * reps / (time.perf_counter() - t) / 1e9
+
+
+def matmul_rates(quick: bool) -> list[dict]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    rows = []
+    for M, K, N in [(100, 784, 500), (512, 512, 512) if quick else (2048, 2048, 2048)]:
+        rng = np.random.default_rng(0)
+        a, b = rng.random((M, K), dtype=np.float32), rng.random((K, N), dtype=np.float32)
+        out = np.empty((M, N), np.float32)
+        flop = 2.0 * M * K * N
+        reps = max(2, int(2e9 / flop))
+        row = {"shape": f"({M}x{K}) @ ({K}x{N})",
+               "kernel": _gflops(lambda: kernels.matmul(a, b, out), flop, reps),  # noqa: B023
+               "blas": _gflops(lambda: np.matmul(a, b, out=out), flop, reps)}  # noqa: B023
+        if threadpool_limits is not None:
+            with threadpool_limits(1, user_api="blas"):
+                row["blas_1"] = _gflops(lambda: np.matmul(a, b, out=out), flop, reps)  # noqa: B023
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    args = parser.parse_args(argv)
+    passes, seconds = (2, 0.3) if args.quick else (7, 1.0)
+    blas = blas_info()
+    res: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "blas": blas,
+                 "numpy": np.__version__, "python": platform.python_version(),
+                 "idle_before": idle_fraction()}
+    import numba
+    res["numba"] = numba.__version__
+    torch_note = None
+    if args.no_torch:
+        torch_note = "skipped (--no-torch)"
+    else:
+        try:
+            import torch
+            res["torch"] = torch.__version__
+        except ImportError:
+            torch_note = "skipped: torch is not installed (pip install torch)"
+    flops = flops_per_image()
+    res["flops_per_image"] = flops
+    res["sgemm_2048_gflops"] = sgemm_rate(1024 if args.quick else 2048)
+
+    print(f"# numpyvae training benchmark{' (--quick)' if args.quick else ''}\n")
+    print(f"CPU: {res['cpu']}, {res['cores']} cores; BLAS: {blas['name']}, "
+          f"{blas['threads']} threads; Python {res['python']}, NumPy {res['numpy']}, "
+          f"Numba {res['numba']}" + (f", PyTorch {res['torch']} with torch.set_num_threads("
+                                     f"{blas['threads']})" if "torch" in res else ""))
+    print(f"Seed model 784-500-500-20 softplus, Bernoulli, Adam, float32: "
+          f"{flops / 1e6:.2f} MFLOP per training image.\n")
+
+    res["throughput"] = {}
+    print("## Throughput (images/s, median of alternating passes)\n")
+    header = ["batch", "numpy", "numba", "torch Adam", "torch fused Adam",
+              "numba / torch", "numba / torch fused", "numba GFLOP/s", "of 2048^2 rate"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for B in (32, 100, 512):
+        batches = mnist_batches(B, 10)
+        contenders = [Ours("numpy", batches), Ours("numba", batches)]
+        if torch_note is None:
+            t = Torch(batches, fused=False, threads=blas["threads"])
+            res["torch_same_model_rel_diff"] = t.check_same_model()
+            contenders += [t, Torch(batches, fused=True, threads=blas["threads"])]
+        times = time_contenders(contenders, passes, seconds)
+        ips = {name: B / s for name, s in times.items()}
+        res["throughput"][B] = ips
+        numba_ips = ips["numpyvae numba"]
+        cells = [str(B), f"{ips['numpyvae numpy']:.0f}", f"{numba_ips:.0f}"]
+        if torch_note is None:
+            ta, tf = ips["PyTorch eager, Adam"], ips["PyTorch eager, Adam(fused=True)"]
+            cells += [f"{ta:.0f}", f"{tf:.0f}", f"{numba_ips / ta:.2f}x", f"{numba_ips / tf:.2f}x"]
+        else:
+            cells += ["-", "-", "-", "-"]
+        gflops = numba_ips * flops / 1e9
+        cells += [f"{gflops:.1f}", f"{gflops / res['sgemm_2048_gflops']:.0%}"]
+        print("| " + " | ".join(cells) + " |")
+    print(f"\nBLAS float32 2048^2 matrix product in this process: "
+          f"{res['sgemm_2048_gflops']:.1f} GFLOP/s.")
+    if torch_note:
+        print(f"PyTorch rows {torch_note}.")
+    elif "torch_same_model_rel_diff" in res:
+        print(f"Same model check: the first loss of PyTorch and numpyvae (same weights, same "
+              f"eps) differ by {res['torch_same_model_rel_diff']:.1e} relative.")
+
+    print("\n## Where a numba training step goes (ms per step, median)\n")
+    print("| batch | step | matmul | elementwise kernels | Adam | other (Python, eps) | "
+          "matmuls replayed alone | step / matmul alone |\n|---|---|---|---|---|---|---|---|")
+    res["split"] = {}
+    for B in (32, 100, 512):
+        s = time_split(B, steps=10 if args.quick else 40, passes=passes)
+        res["split"][B] = s
+        ms = {k: 1e3 * v for k, v in s.items() if k != "n_matmul"}
+        print(f"| {B} | {ms['step']:.2f} | {ms['matmul']:.2f} | {ms['elementwise']:.2f} | "
+              f"{ms['optimiser']:.2f} | {ms['other']:.2f} | {ms['matmul_alone']:.2f} | "
+              f"{s['step'] / s['matmul_alone']:.2f} |")
+
+    print("\n## Start-up, a full epoch, memory\n")
+    lat = first_step_latency(warm_runs=1 if args.quick else 3)
+    res["latency"] = lat
+    with tempfile.TemporaryDirectory() as cache:
+        run_child(FIRST_STEP, cache)  # fill the cache: the epoch measures training, not compiling
+        epoch = epoch_run(100, cache)
+    res["epoch"] = epoch
+    print("| measure | value |\n|---|---|")
+    print(f"| process start to first finished step, cold Numba cache | {lat['cold']:.2f} s |")
+    print(f"| process start to first finished step, warm Numba cache | {lat['warm']:.2f} s |")
+    print(f"| full MNIST epoch, 600 steps of 100 (dynamic binarisation included) | "
+          f"{epoch['seconds']:.2f} s |")
+    print(f"| peak resident memory of that training process (VmHWM) | "
+          f"{epoch['peak_rss_mb']:.0f} MB |")
+
+    print("\n## Hand-written kernels.matmul (1 thread) against BLAS (GFLOP/s)\n")
+    print("| shape | kernels.matmul | BLAS, 1 thread | BLAS, all threads |\n|---|---|---|---|")
+    res["matmul"] = matmul_rates(args.quick)
+    for row in res["matmul"]:
+        print(f"| {row['shape']} | {row['kernel']:.1f} | {row.get('blas_1', float('nan')):.1f} "
+              f"| {row['blas']:.1f} |")
+    idle = res["idle_before"]
+    if idle is not None:
+        print(f"\nThe machine was {idle:.0%} idle in the 3 s before the run" + (
+            "." if idle >= 0.9 else ": another process was running, and it competes with "
+            "BLAS's threads for the cores; rerun on an idle machine."))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    return res
+
+
+if __name__ == "__main__":
+    main()

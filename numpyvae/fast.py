@@ -1,0 +1,262 @@
+"""The fused training step: BLAS for the matrix products, ``numpyvae.kernels`` for the rest.
+
+``FastEngine.forward_backward`` computes exactly what ``network.forward_backward`` computes (the
+tests compare every gradient), but
+
+* every product is ``np.matmul(a, b, out=buffer)``; the backward products take transposed
+  *views* (``h.T``, ``W.T``), which BLAS reads directly, never copies;
+* everything between two products is one Numba kernel: bias + activation + its derivative,
+  loss + its gradient + the bias gradient, reparameterisation + KL + their gradients;
+* every buffer is allocated once per batch size and reused: after the first step of a given
+  batch size, a step allocates no array (``tests/test_fast.py`` checks with ``tracemalloc``);
+* a layer's activation buffer is reused for the gradient flowing into it, once the weight
+  gradient that reads the activation has been computed.
+
+``FastAdam`` is ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from . import kernels
+from .optim import Adam
+
+ACTIVATION_KERNELS = {
+    "softplus": kernels.bias_softplus,
+    "relu": kernels.bias_relu,
+    "tanh": kernels.bias_tanh,
+}
+MAX_WORKSPACES = 4  # batch sizes whose buffers are kept (training size, last batch, eval, ...)
+
+
+class _Workspace:
+    """Every activation and gradient buffer of one batch size B (rows are examples)."""
+
+    def __init__(self, B: int, enc: list[int], dec: list[int], D: int, J: int, n_heads: int,
+                 dtype: np.dtype):
+        def e(*shape):
+            return np.empty(shape, dtype)
+
+        self.enc_h = [e(B, w) for w in enc]  # activations; later, the gradients dL/dh and dL/da
+        self.enc_d = [e(B, w) for w in enc]  # activation derivatives
+        self.dec_h = [e(B, w) for w in dec]
+        self.dec_d = [e(B, w) for w in dec]
+        self.mu, self.logvar, self.std, self.z = e(B, J), e(B, J), e(B, J), e(B, J)
+        self.dz, self.dmu, self.dlogvar = e(B, J), e(B, J), e(B, J)
+        self.kl, self.recon = e(B), e(B)
+        self.heads = [e(B, D) for _ in range(n_heads)]  # logits or (mean, logvar), then their grads
+        self.tmp = e(D)  # one row of per-pixel loss terms
+        self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
+        self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
+        self.x: np.ndarray | None = None  # copies of inputs that arrive non-contiguous or cast
+        self.eps: np.ndarray | None = None
+
+    def second_of(self, shape) -> np.ndarray:
+        return self.second[: shape[0] * shape[1]].reshape(shape)
+
+
+class FastEngine:
+    """Forward and backward pass of the VAE's batch loss, written into ``grads``.
+
+    >>> engine = FastEngine(vae.config, vae.params, vae.grads)
+    >>> loss, recon, kl = engine.forward_backward(X, eps, beta=1.0)   # same as network's
+
+    ``params`` and ``grads`` are ``numpyvae.params.Parameters`` with the layout of
+    ``network.layer_shapes``; gradients land in ``grads.flat`` through its named views.
+    """
+
+    def __init__(self, config, params, grads):
+        if config.activation not in ACTIVATION_KERNELS:
+            raise ValueError(
+                f"activation {config.activation!r} has no fused kernel; "
+                f"choose one of {sorted(ACTIVATION_KERNELS)}"
+            )
+        if config.decoder not in ("bernoulli", "gaussian"):
+            raise ValueError(f"decoder {config.decoder!r}; expected 'bernoulli' or 'gaussian'")
+        if params.dtype != grads.dtype or params.shapes != grads.shapes:
+            raise ValueError("params and grads must share one layout and dtype")
+        self.config = config
+        self.params = params
+        self.grads = grads
+        self.dtype = np.dtype(params.dtype)
+        self.activate = ACTIVATION_KERNELS[config.activation]
+        self.gaussian = config.decoder == "gaussian"
+        self.enc = [n[:-2] for n in params.shapes if n.startswith("enc.h") and n.endswith(".W")]
+        self.dec = [n[:-2] for n in params.shapes if n.startswith("dec.h") and n.endswith(".W")]
+        self.heads = ["dec.mu", "dec.logvar"] if self.gaussian else ["dec.out"]
+        self.D, self.J = int(config.n_input), int(config.n_latent)
+        self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
+
+    # ------------------------------------------------------------------ buffers
+    def _workspace(self, B: int) -> _Workspace:
+        ws = self._workspaces.get(B)
+        if ws is None:
+            shapes = self.params.shapes
+            ws = _Workspace(
+                B, [shapes[f"{n}.W"][1] for n in self.enc], [shapes[f"{n}.W"][1] for n in self.dec],
+                self.D, self.J, len(self.heads), self.dtype,
+            )
+            self._workspaces[B] = ws
+            while len(self._workspaces) > MAX_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        else:
+            self._workspaces.move_to_end(B)
+        return ws
+
+    def _inputs(self, X, eps) -> tuple[np.ndarray, np.ndarray, _Workspace]:
+        """X and eps as C-contiguous arrays of the model's dtype (copied into the batch size's
+        workspace if they are not), and that workspace."""
+        X, eps = np.asarray(X), np.asarray(eps)
+        B = X.shape[0] if X.ndim else 0
+        if X.shape != (B, self.D) or eps.shape != (B, self.J) or B == 0:
+            raise ValueError(
+                f"X has shape {X.shape} and eps {eps.shape}; expected (B, {self.D}) and "
+                f"(B, {self.J}) with the same B >= 1"
+            )
+        ws = self._workspace(B)
+        if X.dtype != self.dtype or not X.flags.c_contiguous:
+            if ws.x is None:
+                ws.x = np.empty((B, self.D), self.dtype)
+            np.copyto(ws.x, X, casting="same_kind")
+            X = ws.x
+        if eps.dtype != self.dtype or not eps.flags.c_contiguous:
+            if ws.eps is None:
+                ws.eps = np.empty((B, self.J), self.dtype)
+            np.copyto(ws.eps, eps, casting="same_kind")
+            eps = ws.eps
+        return X, eps, ws
+
+    # ------------------------------------------------------------------ passes
+    def _forward(self, x, eps, ws: _Workspace, beta: float, head_bias_grads) -> None:
+        """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
+        p = self.params
+        B = x.shape[0]
+        h = x
+        for i, name in enumerate(self.enc):
+            np.matmul(h, p[f"{name}.W"], out=ws.enc_h[i])  # (DENSE-1); the kernel adds b
+            self.activate(ws.enc_h[i], p[f"{name}.b"], ws.enc_d[i])
+            h = ws.enc_h[i]
+        np.matmul(h, p["enc.mu.W"], out=ws.mu)
+        np.matmul(h, p["enc.logvar.W"], out=ws.logvar)
+        kernels.latent_forward(ws.mu, ws.logvar, p["enc.mu.b"], p["enc.logvar.b"], eps,
+                               ws.z, ws.std, ws.kl)
+        h = ws.z
+        for i, name in enumerate(self.dec):
+            np.matmul(h, p[f"{name}.W"], out=ws.dec_h[i])
+            self.activate(ws.dec_h[i], p[f"{name}.b"], ws.dec_d[i])
+            h = ws.dec_h[i]
+        for out, head in zip(ws.heads, self.heads, strict=True):
+            np.matmul(h, p[f"{head}.W"], out=out)
+        inv_b = self.dtype.type(1.0 / B)  # (ELBO-3): every example's loss has weight 1/B
+        if self.gaussian:
+            kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], p["dec.mu.b"], p["dec.logvar.b"],
+                                       x, inv_b, ws.recon, *head_bias_grads, ws.tmp)
+        else:
+            kernels.bernoulli_loss_grad(ws.heads[0], p["dec.out.b"], x, inv_b, ws.recon,
+                                        head_bias_grads[0], ws.tmp)
+
+    def _input_grad(self, douts, weights, out: np.ndarray, ws: _Workspace) -> None:
+        """out = sum_k douts[k] @ weights[k].T  (DENSE-4), summed over one or two heads."""
+        np.matmul(douts[0], weights[0].T, out=out)
+        if len(douts) == 2:
+            second = ws.second_of(out.shape)
+            np.matmul(douts[1], weights[1].T, out=second)
+            np.add(out, second, out=out)
+
+    def _backward(self, x, eps, ws: _Workspace, beta: float) -> None:
+        p, g = self.params, self.grads
+        B = x.shape[0]
+        # decoder heads: dL/d(outputs) are in ws.heads, their bias gradients already in g
+        h = ws.dec_h[-1] if self.dec else ws.z
+        for dout, head in zip(ws.heads, self.heads, strict=True):
+            np.matmul(h.T, dout, out=g[f"{head}.W"])  # (DENSE-2)
+        # h is dead now: its buffer receives dL/dh
+        dh = ws.dec_h[-1] if self.dec else ws.dz
+        self._input_grad(ws.heads, [p[f"{head}.W"] for head in self.heads], dh, ws)
+        for i in reversed(range(len(self.dec))):
+            name = self.dec[i]
+            kernels.backward_bias(ws.dec_h[i], ws.dec_d[i], g[f"{name}.b"])  # now dL/da
+            h_in = ws.dec_h[i - 1] if i > 0 else ws.z
+            np.matmul(h_in.T, ws.dec_h[i], out=g[f"{name}.W"])  # (DENSE-2)
+            dh_in = ws.dec_h[i - 1] if i > 0 else ws.dz
+            np.matmul(ws.dec_h[i], p[f"{name}.W"].T, out=dh_in)  # (DENSE-4)
+        # latent layer: reparameterisation + KL (weight beta / B)
+        kernels.latent_backward(ws.dz, ws.mu, ws.logvar, ws.std, eps, self.dtype.type(beta / B),
+                                ws.dmu, ws.dlogvar, g["enc.mu.b"], g["enc.logvar.b"])
+        h = ws.enc_h[-1] if self.enc else x
+        np.matmul(h.T, ws.dmu, out=g["enc.mu.W"])  # (DENSE-2)
+        np.matmul(h.T, ws.dlogvar, out=g["enc.logvar.W"])
+        if not self.enc:
+            return  # no input gradient for the data
+        self._input_grad([ws.dmu, ws.dlogvar], [p["enc.mu.W"], p["enc.logvar.W"]],
+                         ws.enc_h[-1], ws)
+        for i in reversed(range(len(self.enc))):
+            name = self.enc[i]
+            kernels.backward_bias(ws.enc_h[i], ws.enc_d[i], g[f"{name}.b"])
+            h_in = ws.enc_h[i - 1] if i > 0 else x
+            np.matmul(h_in.T, ws.enc_h[i], out=g[f"{name}.W"])  # (DENSE-2)
+            if i > 0:  # the first layer needs no dL/dx
+                np.matmul(ws.enc_h[i], p[f"{name}.W"].T, out=ws.enc_h[i - 1])  # (DENSE-4)
+
+    # ------------------------------------------------------------------ public
+    def forward_backward(self, X, eps, beta: float = 1.0) -> tuple[float, float, float]:
+        """Loss and all gradients for the batch X (B, D) with noise eps (B, J).
+
+        Gradients are written into ``grads``. Returns (loss, recon, kl), batch means in nats per
+        example, loss = recon + beta * kl  (ELBO-2) (ELBO-3), as ``network.forward_backward``.
+        """
+        x, eps, ws = self._inputs(X, eps)
+        g = self.grads
+        self._forward(x, eps, ws, beta, [g[f"{head}.b"] for head in self.heads])
+        self._backward(x, eps, ws, beta)
+        recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
+        return recon + beta * kl, recon, kl  # (ELBO-2)
+
+    def loss(self, X, eps, beta: float = 1.0) -> tuple[float, float, float]:
+        """Forward pass only: (loss, recon, kl) batch means; ``grads`` is left untouched."""
+        x, eps, ws = self._inputs(X, eps)
+        self._forward(x, eps, ws, beta, ws.db_scratch)
+        recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
+        return recon + beta * kl, recon, kl
+
+    def elbo_terms(self, X, eps) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (reconstruction NLL, KL) in nats, shapes (B,), as new arrays."""
+        x, eps, ws = self._inputs(X, eps)
+        self._forward(x, eps, ws, 1.0, ws.db_scratch)
+        return ws.recon.copy(), ws.kl.copy()
+
+
+class FastAdam(Adam):
+    """``optim.Adam`` with one fused pass over the flat buffers (``kernels.adam_step``).
+
+    Same constructor, state and bias correction; the result is bitwise the reference's.
+    """
+
+    def __init__(self, size: int, dtype="float32", lr: float = 1e-3, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8):
+        super().__init__(size, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        self._tmp = None  # the fused kernel needs no scratch buffer
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        m = self.m
+        if theta.shape != m.shape or grad.shape != m.shape:
+            raise ValueError(
+                f"theta {theta.shape} and grad {grad.shape} must both have the optimiser's "
+                f"shape {m.shape}"
+            )
+        if theta.dtype != m.dtype or grad.dtype != m.dtype:
+            raise ValueError(
+                f"theta is {theta.dtype} and grad {grad.dtype}; the optimiser was built for "
+                f"{m.dtype}"
+            )
+        self.t += 1
+        T = m.dtype.type  # scalars in the buffers' dtype, rounded as NumPy rounds them
+        b1, b2 = self.beta1, self.beta2
+        c1 = 1.0 - b1**self.t  # (ADAM-3): bias corrections, folded into two scalars
+        c2 = 1.0 - b2**self.t
+        kernels.adam_step(theta, grad, m, self.v, T(b1), T(1.0 - b1), T(b2), T(1.0 - b2),
+                          T(1.0 / math.sqrt(c2)), T(self.eps), T(self.lr / c1))
