@@ -54,6 +54,8 @@ def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> No
     g.add_argument("--decoder", choices=DECODERS, default=None,
                    help="default: the data set's (bernoulli for digits, gaussian for faces)")
     g.add_argument("--dtype", choices=DTYPES, default="float32")
+    g.add_argument("--init", choices=("xavier", "he"), default="xavier",
+                   help="weight initialisation (biases are zero)")
     g.add_argument("--backend", choices=BACKENDS, default=None,
                    help="default: numba, or $NUMPYVAE_BACKEND")
 
@@ -139,6 +141,7 @@ def _cmd_train(args) -> int:
             n_input=ds.dim, hidden=tuple(args.hidden), n_latent=args.latent,
             activation=args.activation, decoder=args.decoder or ds.default_decoder,
             dtype=args.dtype, seed=args.seed, learning_rate=args.lr, optimizer=args.optimizer,
+            init=args.init,
             **({"backend": args.backend} if args.backend else {}))
     elif args.out is None:
         raise ValueError("--resume needs --out RUN_DIR (the run to continue)")

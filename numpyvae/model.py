@@ -53,6 +53,7 @@ class VAEConfig:
     beta2: float = 0.999
     adam_eps: float = 1e-8
     decoder_hidden: tuple[int, ...] | None = None
+    init: str = "xavier"
     backend: str = dataclasses.field(default_factory=default_backend)
 
     def __post_init__(self) -> None:
@@ -74,6 +75,7 @@ class VAEConfig:
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        _check_choice("init", self.init, tuple(ops.INITS))
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
                 f"learning_rate must be positive, got {self.learning_rate!r}; the seed uses 1e-3"
@@ -143,7 +145,7 @@ class VAE:
         self.grads = self.params.zeros_like()
         for name, view in self.params.items():
             if name.endswith(".W"):  # biases stay zero
-                view[...] = ops.xavier_uniform(*view.shape, rng=self.rng, dtype=self.dtype)
+                view[...] = ops.INITS[cfg.init](*view.shape, rng=self.rng, dtype=self.dtype)
         opt_kwargs = {} if cfg.optimizer == "sgd" else {
             "beta1": cfg.beta1, "beta2": cfg.beta2, "eps": cfg.adam_eps}
         self.optimizer = make_optimizer(

@@ -187,3 +187,14 @@ def xavier_uniform(
     """Glorot/Xavier uniform weights of shape (fan_in, fan_out), as in the seed."""
     r = math.sqrt(6.0 / (fan_in + fan_out))  # (INIT-1)
     return rng.uniform(-r, r, size=(fan_in, fan_out)).astype(dtype, copy=False)
+
+
+def he_uniform(
+    fan_in: int, fan_out: int, rng: np.random.Generator, dtype=np.float32
+) -> np.ndarray:
+    """He/Kaiming uniform weights of shape (fan_in, fan_out), for ReLU networks."""
+    r = math.sqrt(6.0 / fan_in)  # (INIT-2)
+    return rng.uniform(-r, r, size=(fan_in, fan_out)).astype(dtype, copy=False)
+
+
+INITS = {"xavier": xavier_uniform, "he": he_uniform}

@@ -110,6 +110,17 @@ def test_initialisation_is_xavier_with_zero_biases():
             assert p.dtype == np.float32
 
 
+def test_he_initialisation_option():
+    """(INIT-2) init="he" draws every weight within +-sqrt(6/fan_in); a bad name is refused."""
+    vae = VAE(hidden=(50,), n_latent=4, init="he", activation="relu", seed=0)
+    for name, p in vae.parameters().items():
+        if name.endswith(".W"):
+            assert np.abs(p).max() <= math.sqrt(6 / p.shape[0]), name
+            assert np.abs(p).max() > math.sqrt(6 / sum(p.shape)), name  # wider than Xavier
+    with pytest.raises(ValueError, match="init='lecun' is not supported"):
+        VAE(init="lecun")
+
+
 def test_same_seed_same_model_and_losses():
     X = data("bernoulli", n=8).astype(np.float32)
     a, b, c = (VAE(n_input=12, hidden=(6,), n_latent=2, seed=s, backend="numpy")

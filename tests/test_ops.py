@@ -262,6 +262,17 @@ def test_xavier_uniform(rng):
     np.testing.assert_array_equal(a, b)
 
 
+def test_he_uniform(rng):
+    """(INIT-2) W ~ U(-r, r), r = sqrt(6 / fan_in): bounds and variance 2 / fan_in."""
+    W = ops.he_uniform(300, 200, rng)
+    r = math.sqrt(6 / 300)
+    assert np.abs(W).max() <= r and np.abs(W).max() > 0.99 * r
+    assert W.var() == pytest.approx(2 / 300, rel=0.02)
+    a = ops.xavier_uniform(3, 2, np.random.default_rng(5))
+    b = ops.xavier_uniform(3, 2, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kl_and_reparameterisation_at_extreme_logvar(dtype):
     """(KL-1) (KL-2) (KL-3) (REP-1) (REP-3) finite values and gradients at logvar = +-50."""
