@@ -35,10 +35,14 @@ def _log_weights(vae, x: np.ndarray, mu, logvar, eps: np.ndarray) -> np.ndarray:
     """log p(x, z_i) - log q(z_i | x) for eps (s, r, J) -> (s, r), float64."""
     s, r, J = eps.shape
     z = ops.reparameterize_forward(mu[None], logvar[None], eps)[0]  # (REP-1)
-    outputs, _ = network.decode(vae.params, z.reshape(s * r, J), vae.config.activation,
-                                vae.config.decoder)
     xs = np.broadcast_to(x[None], (s, r, x.shape[1])).reshape(s * r, -1)
-    log_px_z = -network.reconstruction_nll(xs, outputs, vae.config.decoder)[0].reshape(s, r)
+    if vae.config.backend == "numba":  # the fused decoder: same numbers, a few times faster
+        nll = vae._engine().reconstruction_nll(xs, z.reshape(s * r, J))
+    else:
+        outputs, _ = network.decode(vae.params, z.reshape(s * r, J), vae.config.activation,
+                                    vae.config.decoder)
+        nll = network.reconstruction_nll(xs, outputs, vae.config.decoder)[0]
+    log_px_z = -nll.reshape(s, r)
     log_pz = log_normal_diag(z.astype(np.float64), 0.0, 0.0)
     # log q(z|x) at z = mu + sigma*eps: (z - mu)^2 / sigma^2 = eps^2, no cancellation in z - mu
     eps64 = eps.astype(np.float64)

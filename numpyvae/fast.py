@@ -144,6 +144,12 @@ class FastEngine:
         np.matmul(h, p["enc.logvar.W"], out=ws.logvar)
         kernels.latent_forward(ws.mu, ws.logvar, p["enc.mu.b"], p["enc.logvar.b"], eps,
                                ws.z, ws.std, ws.kl)
+        self._decode_loss(x, ws, head_bias_grads)
+
+    def _decode_loss(self, x, ws: _Workspace, head_bias_grads) -> None:
+        """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``."""
+        p = self.params
+        B = x.shape[0]
         h = ws.z
         for i, name in enumerate(self.dec):
             np.matmul(h, p[f"{name}.W"], out=ws.dec_h[i])
@@ -222,6 +228,14 @@ class FastEngine:
         self._forward(x, eps, ws, beta, ws.db_scratch)
         recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
         return recon + beta * kl, recon, kl
+
+    def reconstruction_nll(self, X, z) -> np.ndarray:
+        """-log p(x|z) per row (B,) for given latents z (B, J): the decoder alone, as a new
+        array. What the importance-weighted bound evaluates thousands of times per image."""
+        x, z, ws = self._inputs(X, z)
+        np.copyto(ws.z, z)
+        self._decode_loss(x, ws, ws.db_scratch)
+        return ws.recon.copy()
 
     def elbo_terms(self, X, eps) -> tuple[np.ndarray, np.ndarray]:
         """Per-example (reconstruction NLL, KL) in nats, shapes (B,), as new arrays."""

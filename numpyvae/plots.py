@@ -85,16 +85,17 @@ def reconstruction_figure(x: np.ndarray, x_recon: np.ndarray, image_shape: tuple
     return fig
 
 
-def _pca2(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pca2(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project onto the first two principal components (SVD of centred data).
 
-    Returns (projection (n, 2), fraction of variance of each component (2,)). Signs are fixed so
-    each component's largest loading is positive, making the picture reproducible.
+    Returns (projection (n, 2), fraction of variance of each component (2,), the two unit
+    directions (2, J)). Signs are fixed so each component's largest loading is positive, making
+    the picture reproducible.
     """
     centred = mu - mu.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     vt = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]
-    return centred @ vt.T, (s[:2] ** 2) / max(float(np.sum(s**2)), 1e-300)
+    return centred @ vt.T, (s[:2] ** 2) / max(float(np.sum(s**2)), 1e-300), vt
 
 
 def latent_scatter_figure(mu: np.ndarray, labels: np.ndarray | None = None,
@@ -112,7 +113,7 @@ def latent_scatter_figure(mu: np.ndarray, labels: np.ndarray | None = None,
         ax.set_ylabel(_z(1))
         ax.set_title("Encoder means μ of test images")
     else:
-        xy, frac = _pca2(mu)
+        xy, frac, _ = _pca2(mu)
         ax.set_xlabel(f"PC 1 ({100 * frac[0]:.1f}% var)")
         ax.set_ylabel(f"PC 2 ({100 * frac[1]:.1f}% var)")
         ax.set_title(f"PCA projection of μ ({J}-D latent)")
@@ -184,8 +185,13 @@ def norm_ppf(p: float | np.ndarray) -> float | np.ndarray:
 
 def manifold_figure(decode: Callable[[np.ndarray], np.ndarray], image_shape: tuple[int, int],
                     n: int = 20, span: float = 3.0, grid: str = "linear",
-                    dims: tuple[int, int] = (0, 1), n_latent: int = 2) -> Figure:
+                    dims: tuple[int, int] = (0, 1), n_latent: int = 2,
+                    basis: np.ndarray | None = None) -> Figure:
     """Decoded images on an n×n grid of latent points, as one (n*h, n*w) canvas.
+
+    ``basis`` (2, n_latent), optional: two orthonormal latent directions to vary instead of the
+    coordinate axes ``dims`` (``all_figures`` passes the first two principal directions of the
+    test μ for a latent space of more than 2 dimensions: the plane of the latent scatter).
 
     grid="linear": z in np.linspace(-span, span, n) (the seed's figure). grid="ppf": z = Φ⁻¹(p)
     at the midpoints p = (i + 0.5)/n of n equal-probability bins (the paper's Fig. 4), so every
@@ -208,11 +214,21 @@ def manifold_figure(decode: Callable[[np.ndarray], np.ndarray], image_shape: tup
     else:
         raise ValueError(f"grid={grid!r}; expected 'linear' or 'ppf'")
     rows, cols = np.meshgrid(values[::-1], values, indexing="ij")  # row i: z_d1 = values[-1-i]
-    z = np.zeros((n * n, n_latent))
-    z[:, d0], z[:, d1] = cols.ravel(), rows.ravel()
+    xlabel, ylabel = _z(d0), _z(d1)
+    if basis is not None:
+        basis = np.asarray(basis, dtype=float)
+        if basis.shape != (2, n_latent):
+            raise ValueError(f"basis has shape {basis.shape}; expected (2, {n_latent})")
+        z = np.outer(cols.ravel(), basis[0]) + np.outer(rows.ravel(), basis[1])
+        xlabel, ylabel = "along PC 1 of μ", "along PC 2 of μ"
+        title = title.replace(f"{_z(d0)}, {_z(d1)}", "latents")
+        title += "\n(the plane of the first two principal directions of μ, through z = 0)"
+    else:
+        z = np.zeros((n * n, n_latent))
+        z[:, d0], z[:, d1] = cols.ravel(), rows.ravel()
+        if n_latent > 2:
+            title += f"\n(other {n_latent - 2} of {n_latent} latent dims held at 0)"
     imgs = np.asarray(decode(z))
-    if n_latent > 2:
-        title += f"\n(other {n_latent - 2} of {n_latent} latent dims held at 0)"
     canvas = grid_canvas(imgs, image_shape, n, n, pad=0)
     h, w = image_shape
     fig = Figure(figsize=(7.0, 7.0 * h / w + 0.4 + 0.25 * title.count("\n")),
@@ -230,8 +246,8 @@ def manifold_figure(decode: Callable[[np.ndarray], np.ndarray], image_shape: tup
     labels = [f"{round(t, 2):g}" for t in ticks]
     ax.set_xticks(frac * w + (w - 1) / 2, labels)
     ax.set_yticks((n - 1 - frac) * h + (h - 1) / 2, labels)
-    ax.set_xlabel(_z(d0))
-    ax.set_ylabel(_z(d1))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
 
@@ -389,10 +405,14 @@ def all_figures(model: _Model, test_images: np.ndarray, test_labels: np.ndarray 
     J = model.n_latent
     figs = {"reconstruction": reconstruction_figure(X[:10], model.reconstruct(X[:10]),
                                                     image_shape)}
-    figs["latent_scatter"] = latent_scatter_figure(model.transform(X[:5000]),
-                                                   None if y is None else y[:5000], class_names)
-    figs["manifold"] = manifold_figure(model.generate, image_shape, grid="linear", n_latent=J)
-    figs["manifold_ppf"] = manifold_figure(model.generate, image_shape, grid="ppf", n_latent=J)
+    mu_test = model.transform(X[:5000])
+    figs["latent_scatter"] = latent_scatter_figure(mu_test, None if y is None else y[:5000],
+                                                   class_names)
+    # J > 2: the manifold spans the scatter's plane (a coordinate pair may be collapsed units)
+    basis = _pca2(mu_test)[2] if J > 2 and len(mu_test) > 2 else None
+    for name, grid in (("manifold", "linear"), ("manifold_ppf", "ppf")):
+        figs[name] = manifold_figure(model.generate, image_shape, grid=grid, n_latent=J,
+                                     basis=basis)
     z = rng.standard_normal((n_samples, J))
     figs["samples"] = samples_figure(model.generate(z), image_shape)
     # first image of each class in order of appearance, paired (c0, c1), (c2, c3), ...

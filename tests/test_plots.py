@@ -334,3 +334,19 @@ def test_plots_imports_no_pyplot_and_no_model_code():
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any("pyplot" in m for m in modules if m)
+
+
+def test_manifold_along_a_basis_equals_the_coordinate_manifold():
+    """A basis of unit coordinate vectors gives the same canvas as the matching dims."""
+    def decode(z):
+        return np.clip(0.5 + 0.15 * z[:, [2, 1, 0, 1]], 0, 1).repeat(4, axis=1)
+
+    basis = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    along = manifold_figure(decode, (4, 4), n=5, n_latent=3, basis=basis)
+    coords = manifold_figure(decode, (4, 4), n=5, n_latent=3, dims=(2, 1))
+    np.testing.assert_array_equal(along.axes[0].images[0].get_array(),
+                                  coords.axes[0].images[0].get_array())
+    assert "principal directions" in along.axes[0].get_title()
+    assert along.axes[0].get_xlabel() == "along PC 1 of μ"
+    with pytest.raises(ValueError, match="basis has shape"):
+        manifold_figure(decode, (4, 4), n=5, n_latent=3, basis=np.eye(3))
