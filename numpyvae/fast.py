@@ -134,7 +134,6 @@ class FastEngine:
     def _forward(self, x, eps, ws: _Workspace, beta: float, head_bias_grads) -> None:
         """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
         p = self.params
-        B = x.shape[0]
         h = x
         for i, name in enumerate(self.enc):
             np.matmul(h, p[f"{name}.W"], out=ws.enc_h[i])  # (DENSE-1); the kernel adds b
