@@ -16,31 +16,27 @@ import numpy as np
 from .errors import DivergenceError
 
 
-def _positive(kind):
+def _number(kind, strict: bool):
+    """An argparse type: ``kind`` (int or float) that is > 0 (``strict``) or >= 0."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (value > 0 if strict else value >= 0):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} 0, got {text}")
         return value
 
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{'positive' if strict else 'non-negative'} {kind.__name__}"
     return parse
+
+
+def _positive(kind):
+    return _number(kind, strict=True)
 
 
 def _non_negative(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-
-    return parse
+    return _number(kind, strict=False)
 
 
 def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> None:
