@@ -324,13 +324,10 @@ class VAE:
 
     def score(self, X, n_samples: int = 1, batch_size: int = 1000) -> float:
         """Mean ELBO per example in nats (higher is better), averaged over n_samples z-draws."""
-        X = self._check_x(X)
-        total = 0.0
-        for _ in range(n_samples):
-            for i in range(0, len(X), batch_size):
-                recon, kl = self.elbo_terms(X[i : i + batch_size])
-                total -= float((recon + kl).sum())  # (ELBO-1): ELBO = E_q[log p(x|z)] - KL
-        return total / (n_samples * len(X))
+        from .evaluate import elbo_terms
+
+        recon, kl = elbo_terms(self, X, self.rng, n_samples, batch_size)
+        return -float(np.mean(recon + kl))  # (ELBO-1): ELBO = E_q[log p(x|z)] - KL
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
