@@ -163,11 +163,13 @@ def test_fast_adam_state_round_trip():
 
 
 def test_training_step_allocates_no_batch_sized_array():
-    """After warm-up, vae.step on the seed model (784-500-500-20, float32, B = 512) allocates
-    no array with B elements or more: the peak of traced memory during a step stays below
+    """After warm-up, vae.step on the seed model (784-500-500-20, float32, B = 4096) allocates
+    no array with B elements or more: the peak of traced memory during every step stays below
     B * 4 bytes. NumPy reports its buffers to tracemalloc; what remains is a step's Python
-    bookkeeping (views such as W.T, floats, tuples), measured at ~0.8 KB for any B."""
-    B = 512
+    bookkeeping (views such as W.T, floats, tuples), measured at ~0.8 KB for any B, with a
+    one-off ~3 KB (an interpreter cache filling) seen once: a large B keeps that far below
+    the size of any batch-sized array."""
+    B = 4096
     vae = VAE(backend="numba", seed=0)
     X = (np.random.default_rng(0).random((B, 784)) < 0.3).astype(np.float32)
     vae.step(X)  # warm-up: compile, workspace, eps buffer
