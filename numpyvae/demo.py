@@ -11,19 +11,20 @@ can be compared and played as an animation::
 
     <out>/frames/epoch_01.png ...   one PNG per epoch (stale epoch_*.png are removed first)
           latent.gif               all frames, assembled at the end
-          history.json             one row per epoch, as in ``numpyvae train``
-          model.npz                the trained model (``VAE.load``)
+          checkpoint.npz, history.csv/json, config.json, results.json
+                                   as any ``numpyvae train`` run: ``VAE.load``,
+                                   ``numpyvae evaluate`` and ``numpyvae plot`` work on it
 
-The training is not a second loop of its own: it is ``VAE.step`` over ``data.iterate_batches``
-with the seeds, data preparation and evaluation of ``numpyvae.train``, so the history equals
-that of ``numpyvae train --latent 2 --train-size N --test-size 5000`` with the same seed and
-backend (``tests/test_demo.py`` checks this).
+The training is not a loop of its own: it is ``numpyvae.train.Trainer``, which calls back after
+every epoch to draw the frame. So the demo has the trainer's seeds, data preparation,
+evaluation, divergence check and Ctrl-C handling, and its history equals that of
+``numpyvae train --latent 2 --train-size N --test-size 5000`` with the same seed and backend
+(``tests/test_demo.py`` checks this). Running it again into the same directory replaces the
+earlier demo run.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
@@ -36,13 +37,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from . import data
 from .atomic import atomic_write
-from .errors import DivergenceError
-from .evaluate import elbo_terms
-from .model import VAE
+from .data import to_float
+from .model import VAEConfig
 from .plots import grid_canvas
-from .train import TrainConfig, prepare_data, write_text_atomic
+from .train import CHECKPOINT, TrainConfig, Trainer
 
 # train_size=None means this many images. Ten epochs of all 60000 are ~4 TFLOP: ~55 s at the
 # best rate measured on two cores (~75 GFLOP/s, Numba backend), more than the 40 s a lecture
@@ -190,24 +189,6 @@ class _Window:
             self.plt.show()  # blocks until the window is closed
 
 
-def train_epoch(vae: VAE, images: np.ndarray, rng: np.random.Generator, binarize: str,
-                batch: np.ndarray, on_batch: Callable[[], None] | None = None) -> np.ndarray:
-    """One pass of Adam steps over uint8 ``images``; (train -ELBO, recon, KL) per example.
-
-    ``rng`` orders and binarises the data: ``numpyvae.train`` uses default_rng([seed, epoch]).
-    ``batch`` is the reused (BATCH_SIZE, D) input buffer; ``on_batch`` runs every 10 steps.
-    """
-    sums, seen = np.zeros(3), 0
-    for i, x in enumerate(data.iterate_batches(images, BATCH_SIZE, rng=rng, binarize=binarize,
-                                               dtype=vae.dtype, out=batch)):
-        loss, recon, kl = vae.step(x)  # one Adam step
-        sums += (loss * len(x), recon * len(x), kl * len(x))
-        seen += len(x)
-        if on_batch is not None and i % 10 == 0:
-            on_batch()
-    return sums / seen
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
@@ -219,7 +200,7 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
 
     Args:
         epochs: passes over the training images.
-        out: run directory for frames/, latent.gif, history.json and model.npz.
+        out: run directory: frames/, latent.gif and the files of a ``numpyvae train`` run.
         train_size: training images to use; None: DEMO_TRAIN_SIZE (pass 60000 for all).
         window: show a live window if one can open (see ``window_available``); False never
             imports pyplot.
@@ -238,23 +219,39 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
                          f"{DEMO_TRAIN_SIZE}), got {epochs} and {train_size}")
     out = Path(out)
     frames_dir = out / "frames"
+    model_cfg = VAEConfig(hidden=(500, 500), n_latent=2, activation="softplus",
+                          decoder="bernoulli", seed=seed, learning_rate=1e-3,
+                          **({"backend": backend} if backend else {}))
+    train_cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, seed=seed, train_size=n_train,
+                            test_size=N_TEST, figures=False, progress=False)
+    frames: list[Path] = []
+    width = max(2, len(str(epochs)))
+    live = panels = grey = None
+    z_grid = grid_z()
+
+    def draw(trainer: Trainer, row: dict) -> None:
+        """After each epoch (Trainer's on_epoch): update both panels, save the frame."""
+        vae = trainer.vae
+        panels.update(vae.transform(grey), vae.generate(z_grid),
+                      f"2-D VAE on MNIST · epoch {row['epoch']}/{epochs} · "
+                      f"test −ELBO {row['test_loss']:.1f} nats")
+        frames.append(save_frame(panels.fig, frames_dir / f"epoch_{row['epoch']:0{width}d}.png"))
+        if live:
+            live.draw()
+
+    def keep_alive(trainer: Trainer, step: int) -> None:
+        if step % 10 == 0:
+            live.keep_alive()
+
+    trainer = Trainer(model_cfg, train_cfg, out, log=log, overwrite=True, on_epoch=draw)
     frames_dir.mkdir(parents=True, exist_ok=True)
     for stale in frames_dir.glob("epoch_*.png"):  # a longer earlier run must not leak into the GIF
         stale.unlink()
-
-    ds = data.load_dataset("mnist")
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, seed=seed, train_size=n_train,
-                      test_size=N_TEST, figures=False, progress=False)
-    vae = VAE(n_input=ds.dim, hidden=(500, 500), n_latent=2, activation="softplus",
-              decoder="bernoulli", seed=seed, learning_rate=1e-3,
-              **({"backend": backend} if backend else {}))
-    train_x, test_x, test_labels, mode = prepare_data(ds, cfg, "bernoulli")  # dynamic; test fixed
-    grey = data.to_float(ds.test_images[:N_TEST], vae.dtype)  # the scatter uses grey values
-    z_grid = grid_z()
-    log(f"numpyvae demo: 784-500-500-2 VAE, {len(train_x)} MNIST training images, "
+    vae, ds = trainer.vae, trainer.ds
+    grey = to_float(ds.test_images[:N_TEST], vae.dtype)  # the scatter uses grey values
+    log(f"numpyvae demo: 784-500-500-2 VAE, {len(trainer.train_x)} MNIST training images, "
         f"{_plural(epochs, 'epoch')}, backend {vae.config.backend}; frames in {frames_dir}")
 
-    live = None
     if window and not window_available():
         log("no live window (no display, or matplotlib has no interactive backend here); "
             "saving frames only")
@@ -263,46 +260,17 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
             live = _Window(log)
         except Exception as err:  # e.g. a toolkit that fails to start
             log(f"no live window ({type(err).__name__}: {err}); saving frames only")
+    if live:
+        trainer.on_step = keep_alive  # window events mid-epoch
     fig = live.fig if live else Figure(figsize=FIGSIZE, layout="constrained")
-    panels = DemoFigure(fig, test_labels, ds.class_names)
+    panels = DemoFigure(fig, trainer.test_labels, ds.class_names)
     if live:  # the untrained model first: the audience sees the window before epoch 1 ends
         panels.update(vae.transform(grey), vae.generate(z_grid),
                       f"2-D VAE on MNIST · epoch 0/{epochs} · untrained")
         live.draw()
 
-    history: dict[str, list] = {}
-    frames: list[Path] = []
-    batch = np.empty((min(BATCH_SIZE, len(train_x)), ds.dim), vae.dtype)
-    width = max(2, len(str(epochs)))
-    for e in range(epochs):
-        t0 = time.perf_counter()
-        train_loss, train_recon, train_kl = train_epoch(
-            vae, train_x, np.random.default_rng([seed, e]), mode, batch,
-            on_batch=live.keep_alive if live else None)
-        seconds = time.perf_counter() - t0
-        if not math.isfinite(train_loss):
-            raise DivergenceError(f"the training loss became {train_loss} in epoch {e + 1}; "
-                                  f"try another seed or a smaller learning rate")
-        recon, kl = elbo_terms(vae, test_x, np.random.default_rng([seed, e, 1]))
-        row = {"epoch": e + 1, "train_loss": train_loss, "train_recon": train_recon,
-               "train_kl": train_kl, "test_loss": np.mean(recon + kl),
-               "test_recon": np.mean(recon), "test_kl": np.mean(kl), "seconds": seconds}
-        for key, value in row.items():
-            history.setdefault(key, []).append(value if key == "epoch" else float(value))
-        log(f"epoch {e + 1:3d}/{epochs}  train -ELBO {train_loss:8.3f}  test -ELBO "
-            f"{row['test_loss']:8.3f} (recon {row['test_recon']:8.3f}  KL "
-            f"{row['test_kl']:6.3f})  {seconds:5.1f} s")
-
-        panels.update(vae.transform(grey), vae.generate(z_grid),
-                      f"2-D VAE on MNIST · epoch {e + 1}/{epochs} · "
-                      f"test −ELBO {row['test_loss']:.1f} nats")
-        frames.append(save_frame(fig, frames_dir / f"epoch_{e + 1:0{width}d}.png"))
-        if live:
-            live.draw()
-
-    write_text_atomic(out / "history.json", json.dumps(history, indent=1))
-    model_path = out / "model.npz"
-    vae.save(model_path)
+    trainer.run()  # one line per epoch through log; draw() after each epoch
+    history = trainer.history
     gif = out / "latent.gif"
     try:
         assemble_gif(frames, gif)
@@ -315,5 +283,5 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
     log(f"{_plural(epochs, 'epoch')} in {seconds:.1f} s ({sum(history['seconds']):.1f} s training)")
     if live:
         live.wait_until_closed()
-    return {"history": history, "frames": frames, "gif": gif, "model": model_path, "out": out,
-            "vae": vae, "seconds": seconds}
+    return {"history": history, "frames": frames, "gif": gif, "model": out / CHECKPOINT,
+            "out": out, "vae": vae, "seconds": seconds}

@@ -59,11 +59,36 @@ class _Workspace:
         return self.second[: shape[0] * shape[1]].reshape(shape)
 
 
+class _Dense:
+    """One dense layer's views, made once: weights, bias, their gradients, the transposed
+    weights that (DENSE-4) reads, and the layer's (start, stop) in the flat buffers."""
+
+    __slots__ = ("name", "W", "b", "gW", "gb", "WT", "span")
+
+    def __init__(self, name: str, params, grads):
+        self.name = name
+        self.W, self.b = params[f"{name}.W"], params[f"{name}.b"]
+        self.gW, self.gb = grads[f"{name}.W"], grads[f"{name}.b"]
+        self.WT = self.W.T  # a view: BLAS reads it transposed, nothing is copied
+        self.span = _span(params, [name])
+
+
+def _span(params, names: list[str]) -> tuple[int, int]:
+    """(start, stop) in ``params.flat`` of the layers ``names``, which must be adjacent."""
+    lo = params.spans[f"{names[0]}.W"][0]
+    hi = params.spans[f"{names[-1]}.b"][1]
+    size = sum(params[f"{n}.{k}"].size for n in names for k in ("W", "b"))
+    if hi - lo != size:
+        raise ValueError(f"layers {names} are not adjacent in the parameter buffer")
+    return lo, hi
+
+
 class FastEngine:
     """Forward and backward pass of the VAE's batch loss, written into ``grads``.
 
     >>> engine = FastEngine(vae.config, vae.params, vae.grads)
     >>> loss, recon, kl = engine.forward_backward(X, eps, beta=1.0)   # same as network's
+    >>> loss, recon, kl = engine.train_step(X, eps, 1.0, optimizer)   # ... and the update
 
     ``params`` and ``grads`` are ``numpyvae.params.Parameters`` with the layout of
     ``network.layer_shapes``; gradients land in ``grads.flat`` through its named views.
@@ -85,9 +110,18 @@ class FastEngine:
         self.dtype = np.dtype(params.dtype)
         self.activate = ACTIVATION_KERNELS[config.activation]
         self.gaussian = config.decoder == "gaussian"
-        self.enc = [n[:-2] for n in params.shapes if n.startswith("enc.h") and n.endswith(".W")]
-        self.dec = [n[:-2] for n in params.shapes if n.startswith("dec.h") and n.endswith(".W")]
-        self.heads = ["dec.mu", "dec.logvar"] if self.gaussian else ["dec.out"]
+
+        def layers(prefix):
+            return [_Dense(n[:-2], params, grads) for n in params.shapes
+                    if n.startswith(prefix) and n.endswith(".W")]
+
+        self.enc, self.dec = layers("enc.h"), layers("dec.h")
+        self.mu, self.logvar = _Dense("enc.mu", params, grads), _Dense("enc.logvar", params, grads)
+        head_names = ["dec.mu", "dec.logvar"] if self.gaussian else ["dec.out"]
+        self.heads = [_Dense(n, params, grads) for n in head_names]
+        # the optimiser updates these spans one by one during the backward pass (train_step)
+        self.latent_span = _span(params, ["enc.mu", "enc.logvar"])
+        self.heads_span = _span(params, head_names)
         self.D, self.J = int(config.n_input), int(config.n_latent)
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
 
@@ -95,11 +129,9 @@ class FastEngine:
     def _workspace(self, B: int) -> _Workspace:
         ws = self._workspaces.get(B)
         if ws is None:
-            shapes = self.params.shapes
-            ws = _Workspace(
-                B, [shapes[f"{n}.W"][1] for n in self.enc], [shapes[f"{n}.W"][1] for n in self.dec],
-                self.D, self.J, len(self.heads), self.dtype,
-            )
+            ws = _Workspace(B, [layer.W.shape[1] for layer in self.enc],
+                            [layer.W.shape[1] for layer in self.dec],
+                            self.D, self.J, len(self.heads), self.dtype)
             self._workspaces[B] = ws
             while len(self._workspaces) > MAX_WORKSPACES:
                 self._workspaces.popitem(last=False)
@@ -131,81 +163,92 @@ class FastEngine:
         return X, eps, ws
 
     # ------------------------------------------------------------------ passes
-    def _forward(self, x, eps, ws: _Workspace, beta: float, head_bias_grads) -> None:
+    def _forward(self, x, eps, ws: _Workspace, head_bias_grads) -> None:
         """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
-        p = self.params
         h = x
-        for i, name in enumerate(self.enc):
-            np.matmul(h, p[f"{name}.W"], out=ws.enc_h[i])  # (DENSE-1); the kernel adds b
-            self.activate(ws.enc_h[i], p[f"{name}.b"], ws.enc_d[i])
-            h = ws.enc_h[i]
-        np.matmul(h, p["enc.mu.W"], out=ws.mu)
-        np.matmul(h, p["enc.logvar.W"], out=ws.logvar)
-        kernels.latent_forward(ws.mu, ws.logvar, p["enc.mu.b"], p["enc.logvar.b"], eps,
+        for layer, out, dact in zip(self.enc, ws.enc_h, ws.enc_d, strict=True):
+            np.matmul(h, layer.W, out=out)  # (DENSE-1); the kernel adds b
+            self.activate(out, layer.b, dact)
+            h = out
+        np.matmul(h, self.mu.W, out=ws.mu)
+        np.matmul(h, self.logvar.W, out=ws.logvar)
+        kernels.latent_forward(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps,
                                ws.z, ws.std, ws.kl)
         self._decode_loss(x, ws, head_bias_grads)
 
     def _decode_loss(self, x, ws: _Workspace, head_bias_grads) -> None:
         """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``."""
-        p = self.params
-        B = x.shape[0]
         h = ws.z
-        for i, name in enumerate(self.dec):
-            np.matmul(h, p[f"{name}.W"], out=ws.dec_h[i])
-            self.activate(ws.dec_h[i], p[f"{name}.b"], ws.dec_d[i])
-            h = ws.dec_h[i]
+        for layer, out, dact in zip(self.dec, ws.dec_h, ws.dec_d, strict=True):
+            np.matmul(h, layer.W, out=out)
+            self.activate(out, layer.b, dact)
+            h = out
         for out, head in zip(ws.heads, self.heads, strict=True):
-            np.matmul(h, p[f"{head}.W"], out=out)
-        inv_b = self.dtype.type(1.0 / B)  # (ELBO-3): every example's loss has weight 1/B
+            np.matmul(h, head.W, out=out)
+        inv_b = self.dtype.type(1.0 / x.shape[0])  # (ELBO-3): every example has weight 1/B
         if self.gaussian:
-            kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], p["dec.mu.b"], p["dec.logvar.b"],
+            mean, logvar = self.heads
+            kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], mean.b, logvar.b,
                                        x, inv_b, ws.recon, *head_bias_grads, ws.tmp)
         else:
-            kernels.bernoulli_loss_grad(ws.heads[0], p["dec.out.b"], x, inv_b, ws.recon,
+            kernels.bernoulli_loss_grad(ws.heads[0], self.heads[0].b, x, inv_b, ws.recon,
                                         head_bias_grads[0], ws.tmp)
 
-    def _input_grad(self, douts, weights, out: np.ndarray, ws: _Workspace) -> None:
-        """out = sum_k douts[k] @ weights[k].T  (DENSE-4), summed over one or two heads."""
-        np.matmul(douts[0], weights[0].T, out=out)
+    def _input_grad(self, douts, layers, out: np.ndarray, ws: _Workspace) -> None:
+        """out = sum_k douts[k] @ W_k.T  (DENSE-4), summed over one or two heads."""
+        np.matmul(douts[0], layers[0].WT, out=out)
         if len(douts) == 2:
             second = ws.second_of(out.shape)
-            np.matmul(douts[1], weights[1].T, out=second)
+            np.matmul(douts[1], layers[1].WT, out=second)
             np.add(out, second, out=out)
 
-    def _backward(self, x, eps, ws: _Workspace, beta: float) -> None:
-        p, g = self.params, self.grads
-        B = x.shape[0]
-        # decoder heads: dL/d(outputs) are in ws.heads, their bias gradients already in g
+    def _backward(self, x, eps, ws: _Workspace, beta: float, opt=None) -> None:
+        """Every gradient, from the decoder's output back to the first layer.
+
+        With ``opt`` (an optimiser with ``update``), each layer is updated as soon as its
+        gradients are complete and its weights have served their last product (DENSE-4): the
+        gradient is then still in the cache, and the update is the same elementwise formula
+        over the same numbers as one update of the whole buffer at the end.
+        """
+        theta, grad = self.params.flat, self.grads.flat
+        # decoder heads: dL/d(outputs) are in ws.heads, their bias gradients already in grads
         h = ws.dec_h[-1] if self.dec else ws.z
         for dout, head in zip(ws.heads, self.heads, strict=True):
-            np.matmul(h.T, dout, out=g[f"{head}.W"])  # (DENSE-2)
+            np.matmul(h.T, dout, out=head.gW)  # (DENSE-2)
         # h is dead now: its buffer receives dL/dh
         dh = ws.dec_h[-1] if self.dec else ws.dz
-        self._input_grad(ws.heads, [p[f"{head}.W"] for head in self.heads], dh, ws)
+        self._input_grad(ws.heads, self.heads, dh, ws)
+        if opt is not None:
+            opt.update(theta, grad, *self.heads_span)
         for i in reversed(range(len(self.dec))):
-            name = self.dec[i]
-            kernels.backward_bias(ws.dec_h[i], ws.dec_d[i], g[f"{name}.b"])  # now dL/da
+            layer, dh = self.dec[i], ws.dec_h[i]
+            kernels.backward_bias(dh, ws.dec_d[i], layer.gb)  # now dL/da
             h_in = ws.dec_h[i - 1] if i > 0 else ws.z
-            np.matmul(h_in.T, ws.dec_h[i], out=g[f"{name}.W"])  # (DENSE-2)
+            np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             dh_in = ws.dec_h[i - 1] if i > 0 else ws.dz
-            np.matmul(ws.dec_h[i], p[f"{name}.W"].T, out=dh_in)  # (DENSE-4)
+            np.matmul(dh, layer.WT, out=dh_in)  # (DENSE-4)
+            if opt is not None:
+                opt.update(theta, grad, *layer.span)
         # latent layer: reparameterisation + KL (weight beta / B)
-        kernels.latent_backward(ws.dz, ws.mu, ws.logvar, ws.std, eps, self.dtype.type(beta / B),
-                                ws.dmu, ws.dlogvar, g["enc.mu.b"], g["enc.logvar.b"])
+        kernels.latent_backward(ws.dz, ws.mu, ws.logvar, ws.std, eps,
+                                self.dtype.type(beta / x.shape[0]), ws.dmu, ws.dlogvar,
+                                self.mu.gb, self.logvar.gb)
         h = ws.enc_h[-1] if self.enc else x
-        np.matmul(h.T, ws.dmu, out=g["enc.mu.W"])  # (DENSE-2)
-        np.matmul(h.T, ws.dlogvar, out=g["enc.logvar.W"])
-        if not self.enc:
-            return  # no input gradient for the data
-        self._input_grad([ws.dmu, ws.dlogvar], [p["enc.mu.W"], p["enc.logvar.W"]],
-                         ws.enc_h[-1], ws)
+        np.matmul(h.T, ws.dmu, out=self.mu.gW)  # (DENSE-2)
+        np.matmul(h.T, ws.dlogvar, out=self.logvar.gW)
+        if self.enc:
+            self._input_grad([ws.dmu, ws.dlogvar], [self.mu, self.logvar], ws.enc_h[-1], ws)
+        if opt is not None:
+            opt.update(theta, grad, *self.latent_span)
         for i in reversed(range(len(self.enc))):
-            name = self.enc[i]
-            kernels.backward_bias(ws.enc_h[i], ws.enc_d[i], g[f"{name}.b"])
+            layer, dh = self.enc[i], ws.enc_h[i]
+            kernels.backward_bias(dh, ws.enc_d[i], layer.gb)
             h_in = ws.enc_h[i - 1] if i > 0 else x
-            np.matmul(h_in.T, ws.enc_h[i], out=g[f"{name}.W"])  # (DENSE-2)
+            np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             if i > 0:  # the first layer needs no dL/dx
-                np.matmul(ws.enc_h[i], p[f"{name}.W"].T, out=ws.enc_h[i - 1])  # (DENSE-4)
+                np.matmul(dh, layer.WT, out=ws.enc_h[i - 1])  # (DENSE-4)
+            if opt is not None:
+                opt.update(theta, grad, *layer.span)
 
     # ------------------------------------------------------------------ public
     def forward_backward(self, X, eps, beta: float = 1.0) -> tuple[float, float, float]:
@@ -215,16 +258,28 @@ class FastEngine:
         example, loss = recon + beta * kl  (ELBO-2) (ELBO-3), as ``network.forward_backward``.
         """
         x, eps, ws = self._inputs(X, eps)
-        g = self.grads
-        self._forward(x, eps, ws, beta, [g[f"{head}.b"] for head in self.heads])
+        self._forward(x, eps, ws, [head.gb for head in self.heads])
         self._backward(x, eps, ws, beta)
+        recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
+        return recon + beta * kl, recon, kl  # (ELBO-2)
+
+    def train_step(self, X, eps, beta: float, optimizer) -> tuple[float, float, float]:
+        """``forward_backward`` and one step of ``optimizer`` (a ``FastAdam``), interleaved.
+
+        Afterwards params, grads and the optimiser's state are exactly what
+        ``forward_backward`` followed by ``optimizer.step(params.flat, grads.flat)`` gives.
+        """
+        x, eps, ws = self._inputs(X, eps)
+        optimizer.begin_step(self.params.flat, self.grads.flat)
+        self._forward(x, eps, ws, [head.gb for head in self.heads])
+        self._backward(x, eps, ws, beta, optimizer)
         recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
         return recon + beta * kl, recon, kl  # (ELBO-2)
 
     def loss(self, X, eps, beta: float = 1.0) -> tuple[float, float, float]:
         """Forward pass only: (loss, recon, kl) batch means; ``grads`` is left untouched."""
         x, eps, ws = self._inputs(X, eps)
-        self._forward(x, eps, ws, beta, ws.db_scratch)
+        self._forward(x, eps, ws, ws.db_scratch)
         recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
         return recon + beta * kl, recon, kl
 
@@ -239,12 +294,13 @@ class FastEngine:
     def elbo_terms(self, X, eps) -> tuple[np.ndarray, np.ndarray]:
         """Per-example (reconstruction NLL, KL) in nats, shapes (B,), as new arrays."""
         x, eps, ws = self._inputs(X, eps)
-        self._forward(x, eps, ws, 1.0, ws.db_scratch)
+        self._forward(x, eps, ws, ws.db_scratch)
         return ws.recon.copy(), ws.kl.copy()
 
 
 class FastAdam(Adam):
-    """``optim.Adam`` with one fused pass over the flat buffers (``kernels.adam_step``).
+    """``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one
+    (``kernels.adam_step``), which can also run span by span (``FastEngine.train_step``).
 
     Same constructor, state and bias correction; the result is bitwise the reference's.
     """
@@ -253,8 +309,10 @@ class FastAdam(Adam):
                  beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(size, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self._tmp = None  # the fused kernel needs no scratch buffer
+        self._scalars: tuple | None = None
 
-    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+    def begin_step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        """Count the step and fix its scalars; ``update`` then applies it span by span."""
         m = self.m
         if theta.shape != m.shape or grad.shape != m.shape:
             raise ValueError(
@@ -271,5 +329,14 @@ class FastAdam(Adam):
         b1, b2 = self.beta1, self.beta2
         c1 = 1.0 - b1**self.t  # (ADAM-3): bias corrections, folded into two scalars
         c2 = 1.0 - b2**self.t
-        kernels.adam_step(theta, grad, m, self.v, T(b1), T(1.0 - b1), T(b2), T(1.0 - b2),
-                          T(1.0 / math.sqrt(c2)), T(self.eps), T(self.lr / c1))
+        self._scalars = (T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(1.0 / math.sqrt(c2)),
+                         T(self.eps), T(self.lr / c1))
+
+    def update(self, theta: np.ndarray, grad: np.ndarray, start: int, stop: int) -> None:
+        """Apply the step begun by ``begin_step`` to theta[start:stop]."""
+        kernels.adam_step(theta[start:stop], grad[start:stop], self.m[start:stop],
+                          self.v[start:stop], *self._scalars)
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        self.begin_step(theta, grad)
+        self.update(theta, grad, 0, theta.shape[0])

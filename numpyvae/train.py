@@ -144,9 +144,16 @@ class Trainer:
     """Runs (or resumes) one training run in ``out_dir``; ``log`` receives one line per event."""
 
     def __init__(self, model_cfg: VAEConfig | None, train_cfg: TrainConfig | None, out_dir,
-                 resume: bool = False, log=print):
+                 resume: bool = False, log=print, overwrite: bool = False, on_step=None,
+                 on_epoch=None):
+        """``overwrite``: start afresh even if ``out_dir`` holds a run (its files are replaced
+        one by one, atomically, as the new run writes them). ``on_step(trainer, i)`` runs
+        after step i of an epoch; ``on_epoch(trainer, row)`` after each epoch's row of the
+        history has been written and checkpointed (``numpyvae.demo`` draws its frames there).
+        """
         self.out = Path(out_dir)
         self.log = log
+        self.on_step, self.on_epoch = on_step, on_epoch
         ck = self.out / CHECKPOINT
         if resume:
             if not ck.exists():
@@ -159,7 +166,7 @@ class Trainer:
             self.cfg, self.epoch, self.step_in_epoch = saved, state["epoch"], state["step"]
             self.history = state["history"]
         else:
-            if ck.exists():
+            if ck.exists() and not overwrite:
                 raise FileExistsError(f"{ck} exists: continue it with --resume, or choose "
                                       "another --out directory")
             self.vae, self.cfg = VAE.from_config(model_cfg), train_cfg
@@ -242,6 +249,8 @@ class Trainer:
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.2f}", refresh=False)
             bar.update(1)
+            if self.on_step is not None:
+                self.on_step(self, i)
             if stop.signum is not None:
                 bar.close()
                 raise TrainingInterrupted(stop.signum, self.save(), e, vae.optimizer.t)
@@ -264,6 +273,8 @@ class Trainer:
         self.epoch, self.step_in_epoch = e + 1, 0
         self.save()
         self._write_history()
+        if self.on_epoch is not None:
+            self.on_epoch(self, row)
 
     def finish(self) -> dict:
         """Final evaluation (results.json) and figures."""

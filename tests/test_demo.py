@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from numpyvae import demo
-from numpyvae.model import VAEConfig
+from numpyvae.model import VAE, VAEConfig
 from numpyvae.train import TrainConfig, Trainer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -84,7 +84,8 @@ def test_history_one_finite_row_per_epoch(two_epochs):
         assert len(h[key]) == 2 and all(math.isfinite(v) for v in h[key]), key
     assert h["train_loss"][1] < h["train_loss"][0]  # epoch 1 averages the untrained steps in
     assert json.loads((out / "history.json").read_text()) == h
-    assert (out / "model.npz").exists() and result["vae"].n_latent == 2
+    assert result["model"] == out / "checkpoint.npz"
+    assert VAE.load(result["model"]).n_latent == result["vae"].n_latent == 2
 
 
 def test_one_progress_line_per_epoch(two_epochs):
@@ -135,6 +136,18 @@ def test_history_equals_numpyvae_train(tmp_path):
         if key != "seconds":
             assert values == trainer.history[key], key
     np.testing.assert_array_equal(result["vae"].params.flat, trainer.vae.params.flat)
+
+
+def test_running_again_replaces_the_earlier_demo(tmp_path):
+    """A lecturer runs the demo twice into the same directory: the second run starts afresh
+    (no "checkpoint exists" refusal) and its files describe the second run only."""
+    for epochs in (2, 1):
+        result = demo.run_demo(epochs=epochs, out=tmp_path, train_size=100, window=False,
+                               log=lambda line: None)
+    assert result["history"]["epoch"] == [1]
+    assert json.loads((tmp_path / "history.json").read_text())["epoch"] == [1]
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["epoch_01.png"]
+    assert VAE.load(tmp_path / "checkpoint.npz").optimizer.t == 1
 
 
 def test_gif_failure_keeps_frames(tmp_path, monkeypatch):

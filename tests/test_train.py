@@ -83,6 +83,24 @@ def test_existing_run_needs_resume(tmp_path):
         run(tmp_path / "empty", 1, resume=True)
 
 
+def test_callbacks_and_overwrite(tmp_path):
+    """on_step runs after every step with its index, on_epoch after every epoch with the
+    history row already on disk; overwrite=True restarts a run in a used directory."""
+    steps, rows = [], []
+
+    def on_epoch(trainer, row):
+        on_disk = json.loads((tmp_path / "history.json").read_text())
+        rows.append((row["epoch"], on_disk["epoch"], trainer.vae.optimizer.t))
+
+    run(tmp_path, 1)
+    t = Trainer(MODEL, tcfg(epochs=2), tmp_path, log=lambda line: None, overwrite=True,
+                on_step=lambda trainer, i: steps.append(i), on_epoch=on_epoch)
+    t.run()
+    assert steps == list(range(12)) * 2  # 600 images in batches of 50, two epochs
+    assert rows == [(1, [1], 12), (2, [1, 2], 24)]
+    assert load_checkpoint(tmp_path / CHECKPOINT)[0].optimizer.t == 24
+
+
 def test_kl_warmup_schedule(tmp_path):
     """(ELBO-2) beta ramps linearly from 0 to beta over the warm-up epochs, then stays."""
     t = Trainer(MODEL, tcfg(beta=0.5, warmup_epochs=2), tmp_path, log=lambda line: None)
