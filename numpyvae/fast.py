@@ -13,6 +13,10 @@ tests compare every gradient), but
   gradient that reads the activation has been computed.
 
 ``FastAdam`` is ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one.
+``FastEngine.train_step`` (what ``VAE.step`` runs) applies it layer by layer during the backward
+pass, each layer as soon as its gradient is complete, while that gradient is still in cache: the
+same numbers as one update of the whole buffer after the pass (tested bitwise), measured about
+0.3 ms faster per step of 100 on one core (``benchmarks/``).
 """
 
 from __future__ import annotations

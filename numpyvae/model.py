@@ -122,6 +122,17 @@ class VAE:
         seed: int = 0,
         **options,
     ):
+        if isinstance(n_input, VAEConfig):  # VAE(cfg): the same as VAE.from_config(cfg)
+            given = dict(options, hidden=hidden, n_latent=n_latent, activation=activation,
+                         decoder=decoder, dtype=dtype, seed=seed)
+            defaults = {"hidden": (500, 500), "n_latent": 20, "activation": "softplus",
+                        "decoder": "bernoulli", "dtype": "float32", "seed": 0}
+            extra = sorted(k for k, v in given.items() if k not in defaults or v != defaults[k])
+            if extra:
+                raise TypeError(f"VAE(config) takes no other arguments, got {extra}; use "
+                                "dataclasses.replace(config, ...) to change a field")
+            self._build(n_input)
+            return
         cfg = VAEConfig(
             n_input=n_input, hidden=tuple(hidden), n_latent=n_latent, activation=activation,
             decoder=decoder, dtype=dtype, seed=seed, **options,

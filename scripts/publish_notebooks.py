@@ -134,12 +134,59 @@ def banner(path: Path, quick: bool, seconds: float) -> str:
     )
 
 
-def execute(path: Path, quick: bool, timeout: int | None):
-    """Run a copy of the notebook in a fresh kernel; returns (notebook, seconds)."""
+NUDGE_SECONDS = 30
+
+
+def nudging_client(nb, **kwargs):
+    """An nbclient ``NotebookClient`` that, while a cell has run for NUDGE_SECONDS, sends a
+    harmless ``kernel_info`` request on the shell channel every NUDGE_SECONDS.
+
+    Why: twice, notebook 5 in FULL mode stalled for good after its 10-minute training cell,
+    at the ipywidgets explorer cell. The kernel had finished the cell and was idle (checked
+    with py-spy and a second client), and nbclient still waited for the execute reply on the
+    shell channel: the reply had arrived but its poll never woke, as in jupyter/nbclient#312.
+    Any later message on that channel wakes the poll, which then reads the waiting reply;
+    the nudges' own replies carry another msg_id and nbclient skips them. While a cell is
+    really running, the requests queue in the kernel and are answered after it.
+    """
+    import asyncio
+
     from nbclient import NotebookClient
 
+    class NudgingClient(NotebookClient):
+        _running_since: float | None = None
+        nudges = 0
+
+        async def async_execute_cell(self, cell, cell_index, *args, **kw):
+            self._running_since = time.monotonic()
+            try:
+                return await super().async_execute_cell(cell, cell_index, *args, **kw)
+            finally:
+                self._running_since = None
+
+        async def _nudge(self):
+            while True:
+                await asyncio.sleep(NUDGE_SECONDS)
+                since = self._running_since
+                if since is not None and self.kc is not None and \
+                        time.monotonic() - since > NUDGE_SECONDS:
+                    self.kc.kernel_info()
+                    self.nudges += 1
+
+        async def async_execute(self, **kw):
+            task = asyncio.ensure_future(self._nudge())
+            try:
+                return await super().async_execute(**kw)
+            finally:
+                task.cancel()
+
+    return NudgingClient(nb, **kwargs)
+
+
+def execute(path: Path, quick: bool, timeout: int | None):
+    """Run a copy of the notebook in a fresh kernel; returns (notebook, seconds)."""
     nb = strip(nbformat.read(path, as_version=4))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+    client = nudging_client(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(SOURCE)}})
     start = time.perf_counter()
     client.execute()

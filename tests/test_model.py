@@ -262,3 +262,20 @@ def test_error_types_subclass_builtins():
     for err in (CheckpointError, DataFileError, DivergenceError):
         assert issubclass(err, ValueError)
     assert issubclass(DataNotFoundError, OSError)
+
+
+def test_a_config_builds_the_same_model():
+    """VAE(cfg) is VAE.from_config(cfg); other arguments next to a config are refused."""
+    import dataclasses
+
+    from numpyvae.model import VAEConfig
+
+    cfg = VAEConfig(n_input=12, hidden=(6,), n_latent=3, seed=7)
+    a, b = VAE(cfg), VAE.from_config(cfg)
+    assert a.config == cfg
+    np.testing.assert_array_equal(a.params.flat, b.params.flat)
+    with pytest.raises(TypeError, match="dataclasses.replace"):
+        VAE(cfg, n_latent=5)
+    with pytest.raises(TypeError, match="learning_rate"):
+        VAE(cfg, learning_rate=0.1)
+    assert VAE(dataclasses.replace(cfg, n_latent=5)).n_latent == 5
