@@ -13,10 +13,10 @@ tests compare every gradient), but
   gradient that reads the activation has been computed.
 
 ``FastAdam`` is ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one.
-``FastEngine.train_step`` (what ``VAE.step`` runs) applies it layer by layer during the backward
-pass, each layer as soon as its gradient is complete, while that gradient is still in cache: the
-same numbers as one update of the whole buffer after the pass (tested bitwise), measured about
-0.3 ms faster per step of 100 on one core (``benchmarks/``).
+It runs once over the whole buffer after the backward pass. (Updating each layer during the
+backward pass, while its gradient is still in cache, was tried and measured: no faster with one
+BLAS thread, and in some runs much slower with two, where half of each gradient had just been
+written by BLAS's other thread and had to move between the cores.)
 """
 
 from __future__ import annotations
@@ -64,27 +64,16 @@ class _Workspace:
 
 
 class _Dense:
-    """One dense layer's views, made once: weights, bias, their gradients, the transposed
-    weights that (DENSE-4) reads, and the layer's (start, stop) in the flat buffers."""
+    """One dense layer's views, made once: weights, bias, their gradients, and the transposed
+    weights that (DENSE-4) reads."""
 
-    __slots__ = ("name", "W", "b", "gW", "gb", "WT", "span")
+    __slots__ = ("name", "W", "b", "gW", "gb", "WT")
 
     def __init__(self, name: str, params, grads):
         self.name = name
         self.W, self.b = params[f"{name}.W"], params[f"{name}.b"]
         self.gW, self.gb = grads[f"{name}.W"], grads[f"{name}.b"]
         self.WT = self.W.T  # a view: BLAS reads it transposed, nothing is copied
-        self.span = _span(params, [name])
-
-
-def _span(params, names: list[str]) -> tuple[int, int]:
-    """(start, stop) in ``params.flat`` of the layers ``names``, which must be adjacent."""
-    lo = params.spans[f"{names[0]}.W"][0]
-    hi = params.spans[f"{names[-1]}.b"][1]
-    size = sum(params[f"{n}.{k}"].size for n in names for k in ("W", "b"))
-    if hi - lo != size:
-        raise ValueError(f"layers {names} are not adjacent in the parameter buffer")
-    return lo, hi
 
 
 class FastEngine:
@@ -92,7 +81,6 @@ class FastEngine:
 
     >>> engine = FastEngine(vae.config, vae.params, vae.grads)
     >>> loss, recon, kl = engine.forward_backward(X, eps, beta=1.0)   # same as network's
-    >>> loss, recon, kl = engine.train_step(X, eps, 1.0, optimizer)   # ... and the update
 
     ``params`` and ``grads`` are ``numpyvae.params.Parameters`` with the layout of
     ``network.layer_shapes``; gradients land in ``grads.flat`` through its named views.
@@ -123,9 +111,6 @@ class FastEngine:
         self.mu, self.logvar = _Dense("enc.mu", params, grads), _Dense("enc.logvar", params, grads)
         head_names = ["dec.mu", "dec.logvar"] if self.gaussian else ["dec.out"]
         self.heads = [_Dense(n, params, grads) for n in head_names]
-        # the optimiser updates these spans one by one during the backward pass (train_step)
-        self.latent_span = _span(params, ["enc.mu", "enc.logvar"])
-        self.heads_span = _span(params, head_names)
         self.D, self.J = int(config.n_input), int(config.n_latent)
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
 
@@ -206,15 +191,8 @@ class FastEngine:
             np.matmul(douts[1], layers[1].WT, out=second)
             np.add(out, second, out=out)
 
-    def _backward(self, x, eps, ws: _Workspace, beta: float, opt=None) -> None:
-        """Every gradient, from the decoder's output back to the first layer.
-
-        With ``opt`` (an optimiser with ``update``), each layer is updated as soon as its
-        gradients are complete and its weights have served their last product (DENSE-4): the
-        gradient is then still in the cache, and the update is the same elementwise formula
-        over the same numbers as one update of the whole buffer at the end.
-        """
-        theta, grad = self.params.flat, self.grads.flat
+    def _backward(self, x, eps, ws: _Workspace, beta: float) -> None:
+        """Every gradient, from the decoder's output back to the first layer."""
         # decoder heads: dL/d(outputs) are in ws.heads, their bias gradients already in grads
         h = ws.dec_h[-1] if self.dec else ws.z
         for dout, head in zip(ws.heads, self.heads, strict=True):
@@ -222,8 +200,6 @@ class FastEngine:
         # h is dead now: its buffer receives dL/dh
         dh = ws.dec_h[-1] if self.dec else ws.dz
         self._input_grad(ws.heads, self.heads, dh, ws)
-        if opt is not None:
-            opt.update(theta, grad, *self.heads_span)
         for i in reversed(range(len(self.dec))):
             layer, dh = self.dec[i], ws.dec_h[i]
             kernels.backward_bias(dh, ws.dec_d[i], layer.gb)  # now dL/da
@@ -231,8 +207,6 @@ class FastEngine:
             np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             dh_in = ws.dec_h[i - 1] if i > 0 else ws.dz
             np.matmul(dh, layer.WT, out=dh_in)  # (DENSE-4)
-            if opt is not None:
-                opt.update(theta, grad, *layer.span)
         # latent layer: reparameterisation + KL (weight beta / B)
         kernels.latent_backward(ws.dz, ws.mu, ws.logvar, ws.std, eps,
                                 self.dtype.type(beta / x.shape[0]), ws.dmu, ws.dlogvar,
@@ -240,10 +214,9 @@ class FastEngine:
         h = ws.enc_h[-1] if self.enc else x
         np.matmul(h.T, ws.dmu, out=self.mu.gW)  # (DENSE-2)
         np.matmul(h.T, ws.dlogvar, out=self.logvar.gW)
-        if self.enc:
-            self._input_grad([ws.dmu, ws.dlogvar], [self.mu, self.logvar], ws.enc_h[-1], ws)
-        if opt is not None:
-            opt.update(theta, grad, *self.latent_span)
+        if not self.enc:
+            return  # no input gradient for the data
+        self._input_grad([ws.dmu, ws.dlogvar], [self.mu, self.logvar], ws.enc_h[-1], ws)
         for i in reversed(range(len(self.enc))):
             layer, dh = self.enc[i], ws.enc_h[i]
             kernels.backward_bias(dh, ws.enc_d[i], layer.gb)
@@ -251,8 +224,6 @@ class FastEngine:
             np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             if i > 0:  # the first layer needs no dL/dx
                 np.matmul(dh, layer.WT, out=ws.enc_h[i - 1])  # (DENSE-4)
-            if opt is not None:
-                opt.update(theta, grad, *layer.span)
 
     # ------------------------------------------------------------------ public
     def forward_backward(self, X, eps, beta: float = 1.0) -> tuple[float, float, float]:
@@ -264,19 +235,6 @@ class FastEngine:
         x, eps, ws = self._inputs(X, eps)
         self._forward(x, eps, ws, [head.gb for head in self.heads])
         self._backward(x, eps, ws, beta)
-        recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
-        return recon + beta * kl, recon, kl  # (ELBO-2)
-
-    def train_step(self, X, eps, beta: float, optimizer) -> tuple[float, float, float]:
-        """``forward_backward`` and one step of ``optimizer`` (a ``FastAdam``), interleaved.
-
-        Afterwards params, grads and the optimiser's state are exactly what
-        ``forward_backward`` followed by ``optimizer.step(params.flat, grads.flat)`` gives.
-        """
-        x, eps, ws = self._inputs(X, eps)
-        optimizer.begin_step(self.params.flat, self.grads.flat)
-        self._forward(x, eps, ws, [head.gb for head in self.heads])
-        self._backward(x, eps, ws, beta, optimizer)
         recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
         return recon + beta * kl, recon, kl  # (ELBO-2)
 
@@ -303,8 +261,7 @@ class FastEngine:
 
 
 class FastAdam(Adam):
-    """``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one
-    (``kernels.adam_step``), which can also run span by span (``FastEngine.train_step``).
+    """``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one.
 
     Same constructor, state and bias correction; the result is bitwise the reference's.
     """
@@ -313,10 +270,8 @@ class FastAdam(Adam):
                  beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(size, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self._tmp = None  # the fused kernel needs no scratch buffer
-        self._scalars: tuple | None = None
 
-    def begin_step(self, theta: np.ndarray, grad: np.ndarray) -> None:
-        """Count the step and fix its scalars; ``update`` then applies it span by span."""
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
         m = self.m
         if theta.shape != m.shape or grad.shape != m.shape:
             raise ValueError(
@@ -333,14 +288,5 @@ class FastAdam(Adam):
         b1, b2 = self.beta1, self.beta2
         c1 = 1.0 - b1**self.t  # (ADAM-3): bias corrections, folded into two scalars
         c2 = 1.0 - b2**self.t
-        self._scalars = (T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(1.0 / math.sqrt(c2)),
-                         T(self.eps), T(self.lr / c1))
-
-    def update(self, theta: np.ndarray, grad: np.ndarray, start: int, stop: int) -> None:
-        """Apply the step begun by ``begin_step`` to theta[start:stop]."""
-        kernels.adam_step(theta[start:stop], grad[start:stop], self.m[start:stop],
-                          self.v[start:stop], *self._scalars)
-
-    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
-        self.begin_step(theta, grad)
-        self.update(theta, grad, 0, theta.shape[0])
+        kernels.adam_step(theta, grad, m, self.v, T(b1), T(1.0 - b1), T(b2), T(1.0 - b2),
+                          T(1.0 / math.sqrt(c2)), T(self.eps), T(self.lr / c1))

@@ -249,9 +249,6 @@ class VAE:
         """One optimiser step on a checked batch; returns (loss, recon, kl) batch means."""
         if eps is None:
             eps = self._noise(X.shape[0])
-        if self.config.backend == "numba" and hasattr(self.optimizer, "update"):
-            # the fused path updates each layer as soon as its gradient is ready (same result)
-            return self._engine().train_step(X, eps, beta, self.optimizer)
         loss, recon, kl = self._forward_backward(X, eps, beta)
         self.optimizer.step(self.params.flat, self.grads.flat)
         return loss, recon, kl

@@ -34,11 +34,9 @@ class Parameters:
             )
         self.flat = flat
         self.views: dict[str, np.ndarray] = {}
-        self.spans: dict[str, tuple[int, int]] = {}  # name -> (start, stop) in ``flat``
         offset = 0
         for (name, shape), size in zip(self.shapes.items(), sizes, strict=True):
             self.views[name] = flat[offset : offset + size].reshape(shape)
-            self.spans[name] = (offset, offset + size)
             offset += size
 
     def __getitem__(self, name: str) -> np.ndarray:

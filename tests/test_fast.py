@@ -146,32 +146,6 @@ def test_training_matches_numpy_backend(dtype, atol, decoder):
     np.testing.assert_array_equal(models[1].optimizer.t, models[0].optimizer.t)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
-@pytest.mark.parametrize("hidden", [(), (24,), (24, 16, 12)])
-def test_interleaved_update_is_bitwise_the_whole_buffer_update(dtype, decoder, hidden):
-    """(ADAM-1..4) ``train_step`` updates each layer during the backward pass; after three
-    steps the parameters, both moments and the step count are bitwise those of
-    ``forward_backward`` followed by one ``FastAdam.step`` over the whole buffer; the spans it
-    updates tile the buffer exactly once."""
-    pair = [make_vae(decoder, "softplus", dtype, hidden) for _ in range(2)]
-    X, eps = batch(decoder, 6, 40, dtype)
-    whole, split = pair
-    engine = split._engine()
-    spans = sorted([engine.heads_span, engine.latent_span]
-                   + [layer.span for layer in engine.enc + engine.dec])
-    assert spans[0][0] == 0 and spans[-1][1] == split.params.size
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
-    for _ in range(3):
-        expected = whole._engine().forward_backward(X, eps, 0.7)
-        whole.optimizer.step(whole.params.flat, whole.grads.flat)
-        assert split.step(X, beta=0.7, eps=eps) == expected
-    for a, b in [(whole.params.flat, split.params.flat), (whole.grads.flat, split.grads.flat),
-                 (whole.optimizer.m, split.optimizer.m), (whole.optimizer.v, split.optimizer.v)]:
-        np.testing.assert_array_equal(a, b)
-    assert whole.optimizer.t == split.optimizer.t == 3
-
-
 def test_fast_adam_state_round_trip():
     """FastAdam keeps Adam's state interface: a restored optimiser continues identically."""
     rng = np.random.default_rng(4)
