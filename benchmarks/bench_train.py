@@ -179,9 +179,11 @@ class Torch:
         self.opt.step()
 
 
-def time_contenders(contenders, passes: int, seconds: float) -> dict[str, float]:
-    """Median seconds per step. Contenders alternate, in rotating order; each pass first runs
-    unmeasured for a while so that the other runtime's idle threads stop spinning."""
+def time_contenders(contenders, passes: int, seconds: float) -> dict[str, list[float]]:
+    """Seconds per step of every pass, per contender. Contenders alternate, in rotating order;
+    each pass first runs unmeasured for a while so that the other runtime's idle threads stop
+    spinning. A pass of every contender takes a few seconds, so a ratio of two contenders'
+    times *within* a pass cancels the machine's slower drifts (see ``ratio``)."""
     per_step = {c.name: [] for c in contenders}
     for c in contenders:
         c.step()  # compile, allocate
@@ -195,7 +197,14 @@ def time_contenders(contenders, passes: int, seconds: float) -> dict[str, float]
                 c.step()
                 n += 1
             per_step[c.name].append((time.perf_counter() - t0) / n)
-    return {name: statistics.median(ts) for name, ts in per_step.items()}
+    return per_step
+
+
+def ratio(slow: list[float], fast: list[float]) -> tuple[float, float, float]:
+    """Median, min and max over passes of slow[p] / fast[p]: how many times faster ``fast``
+    was than ``slow`` in the same pass."""
+    r = [a / b for a, b in zip(slow, fast, strict=True)]
+    return statistics.median(r), min(r), max(r)
 
 
 # --------------------------------------------------------------------------- time split
@@ -262,6 +271,7 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
     split = {key: statistics.median(p[key] for p in passes_parts) for key in passes_parts[0]}
     split["step"] = statistics.median(step_times)
     split["matmul_alone"] = statistics.median(replay_times)
+    split["step_over_matmul"] = ratio(step_times, replay_times)[0]  # within each pass
     split["n_matmul"] = len(calls)
     return split
 
@@ -406,7 +416,8 @@ def main(argv=None) -> dict:
           f"{flops / 1e6:.2f} MFLOP per training image.\n")
 
     res["throughput"] = {}
-    print("## Throughput (images/s, median of alternating passes)\n")
+    print("## Throughput (images/s, median of alternating passes; ratios: median of the "
+          "ratios within each pass)\n")
     header = ["batch", "numpy", "numba", "torch Adam", "torch fused Adam",
               "numba / torch", "numba / torch fused", "numba GFLOP/s", "of 2048^2 rate"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
@@ -417,14 +428,17 @@ def main(argv=None) -> dict:
             t = Torch(batches, fused=False, threads=blas["threads"])
             res["torch_same_model_rel_diff"] = t.check_same_model()
             contenders += [t, Torch(batches, fused=True, threads=blas["threads"])]
-        times = time_contenders(contenders, passes, seconds)
-        ips = {name: B / s for name, s in times.items()}
+        per_pass = time_contenders(contenders, passes, seconds)
+        ips = {name: B / statistics.median(ts) for name, ts in per_pass.items()}
         res["throughput"][B] = ips
         numba_ips = ips["numpyvae numba"]
         cells = [str(B), f"{ips['numpyvae numpy']:.0f}", f"{numba_ips:.0f}"]
         if torch_note is None:
             ta, tf = ips["PyTorch eager, Adam"], ips["PyTorch eager, Adam(fused=True)"]
-            cells += [f"{ta:.0f}", f"{tf:.0f}", f"{numba_ips / ta:.2f}x", f"{numba_ips / tf:.2f}x"]
+            ra = ratio(per_pass["PyTorch eager, Adam"], per_pass["numpyvae numba"])
+            rf = ratio(per_pass["PyTorch eager, Adam(fused=True)"], per_pass["numpyvae numba"])
+            res.setdefault("ratios", {})[B] = {"torch": ra, "torch_fused": rf}
+            cells += [f"{ta:.0f}", f"{tf:.0f}", f"{ra[0]:.2f}x", f"{rf[0]:.2f}x"]
         else:
             cells += ["-", "-", "-", "-"]
         gflops = numba_ips * flops / 1e9
@@ -432,6 +446,10 @@ def main(argv=None) -> dict:
         print("| " + " | ".join(cells) + " |")
     print(f"\nBLAS float32 2048^2 matrix product in this process: "
           f"{res['sgemm_2048_gflops']:.1f} GFLOP/s.")
+    for B, r in res.get("ratios", {}).items():
+        print(f"Batch {B}: numba / torch ranged {r['torch'][1]:.2f}x-{r['torch'][2]:.2f}x and "
+              f"numba / torch fused {r['torch_fused'][1]:.2f}x-{r['torch_fused'][2]:.2f}x "
+              f"over the {passes} passes.")
     if torch_note:
         print(f"PyTorch rows {torch_note}.")
     elif "torch_same_model_rel_diff" in res:
@@ -445,10 +463,10 @@ def main(argv=None) -> dict:
     for B in (32, 100, 512):
         s = time_split(B, steps=10 if args.quick else 40, passes=passes)
         res["split"][B] = s
-        ms = {k: 1e3 * v for k, v in s.items() if k != "n_matmul"}
+        ms = {k: 1e3 * v for k, v in s.items() if k not in ("n_matmul", "step_over_matmul")}
         print(f"| {B} | {ms['step']:.2f} | {ms['matmul']:.2f} | {ms['elementwise']:.2f} | "
               f"{ms['optimiser']:.2f} | {ms['other']:.2f} | {ms['matmul_alone']:.2f} | "
-              f"{s['step'] / s['matmul_alone']:.2f} |")
+              f"{s['step_over_matmul']:.2f} |")
 
     print("\n## Start-up, a full epoch, memory\n")
     lat = first_step_latency(warm_runs=1 if args.quick else 3)
