@@ -354,6 +354,14 @@ class VAE:
 
         return load_checkpoint(path)[0]
 
+    def __getstate__(self) -> dict:
+        """For pickle and copy.deepcopy: the fused engine holds views of this model's buffers
+        and is rebuilt on first use by the copy, against the copy's buffers."""
+        state = self.__dict__.copy()
+        state["engine"] = None
+        state["_eps_buffers"] = {}
+        return state
+
     def __repr__(self) -> str:
         c = self.config
         return (f"VAE(n_input={c.n_input}, hidden={c.hidden}, n_latent={c.n_latent}, "

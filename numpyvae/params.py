@@ -39,6 +39,15 @@ class Parameters:
             self.views[name] = flat[offset : offset + size].reshape(shape)
             offset += size
 
+    def __getstate__(self) -> dict:
+        """Pickle and copy.deepcopy keep only the buffer; ``__setstate__`` rebuilds the views.
+        (Copied one by one, the views would no longer alias the copied buffer: an optimiser
+        would update one array while the forward pass read another.)"""
+        return {"shapes": self.shapes, "dtype": self.dtype.str, "flat": self.flat}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["shapes"], state["dtype"], flat=state["flat"])
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.views[name]
 
