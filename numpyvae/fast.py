@@ -67,10 +67,9 @@ class _Dense:
     """One dense layer's views, made once: weights, bias, their gradients, and the transposed
     weights that (DENSE-4) reads."""
 
-    __slots__ = ("name", "W", "b", "gW", "gb", "WT")
+    __slots__ = ("W", "b", "gW", "gb", "WT")
 
     def __init__(self, name: str, params, grads):
-        self.name = name
         self.W, self.b = params[f"{name}.W"], params[f"{name}.b"]
         self.gW, self.gb = grads[f"{name}.W"], grads[f"{name}.b"]
         self.WT = self.W.T  # a view: BLAS reads it transposed, nothing is copied

@@ -11,6 +11,7 @@ of the batch it is used for.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 from collections import OrderedDict
@@ -125,8 +126,8 @@ class VAE:
         if isinstance(n_input, VAEConfig):  # VAE(cfg): the same as VAE.from_config(cfg)
             given = dict(options, hidden=hidden, n_latent=n_latent, activation=activation,
                          decoder=decoder, dtype=dtype, seed=seed)
-            defaults = {"hidden": (500, 500), "n_latent": 20, "activation": "softplus",
-                        "decoder": "bernoulli", "dtype": "float32", "seed": 0}
+            defaults = {name: p.default for name, p in
+                        inspect.signature(VAE.__init__).parameters.items()}
             extra = sorted(k for k, v in given.items() if k not in defaults or v != defaults[k])
             if extra:
                 raise TypeError(f"VAE(config) takes no other arguments, got {extra}; use "
