@@ -11,7 +11,7 @@ from .data import Dataset, load_dataset, load_fashion_mnist, load_frey, load_mni
 from .errors import CheckpointError, DataFileError, DataNotFoundError, DivergenceError
 from .gradcheck import check_gradients, check_model
 from .model import VAE, VAEConfig
-from .train import TrainConfig, train
+from .training import TrainConfig, train
 
 __all__ = [
     "VAE", "VAEConfig", "TrainConfig", "train", "Dataset", "load_dataset", "load_mnist",

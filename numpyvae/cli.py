@@ -13,39 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import non_negative, positive
 from .errors import DivergenceError
-
-
-def _number(kind, strict: bool):
-    """An argparse type: ``kind`` (int or float) that is > 0 (``strict``) or >= 0."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not (value > 0 if strict else value >= 0):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} 0, got {text}")
-        return value
-
-    parse.__name__ = f"{'positive' if strict else 'non-negative'} {kind.__name__}"
-    return parse
-
-
-def _positive(kind):
-    return _number(kind, strict=True)
-
-
-def _non_negative(kind):
-    return _number(kind, strict=False)
 
 
 def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> None:
     from .model import ACTIVATION_NAMES, BACKENDS, DECODERS, DTYPES
 
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_positive(int), nargs="*", default=list(hidden),
+    g.add_argument("--hidden", type=positive(int), nargs="*", default=list(hidden),
                    metavar="H", help="hidden widths per side (default: %(default)s)")
-    g.add_argument("--latent", type=_positive(int), default=latent, help="latent units J")
+    g.add_argument("--latent", type=positive(int), default=latent, help="latent units J")
     g.add_argument("--activation", choices=ACTIVATION_NAMES, default="softplus")
     g.add_argument("--decoder", choices=DECODERS, default=None,
                    help="default: the data set's (bernoulli for digits, gaussian for faces)")
@@ -67,22 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=DATASETS, default="mnist")
     _model_flags(t)
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=_positive(int), default=75)
-    g.add_argument("--batch-size", type=_positive(int), default=100)
-    g.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate")
+    g.add_argument("--epochs", type=positive(int), default=75)
+    g.add_argument("--batch-size", type=positive(int), default=100)
+    g.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
     g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
                    help="default: dynamic (Bernoulli decoder) or none (Gaussian)")
-    g.add_argument("--beta", type=_non_negative(float), default=1.0, help="KL weight")
-    g.add_argument("--warmup", type=_non_negative(float), default=0.0, metavar="EPOCHS",
+    g.add_argument("--beta", type=non_negative(float), default=1.0, help="KL weight")
+    g.add_argument("--warmup", type=non_negative(float), default=0.0, metavar="EPOCHS",
                    help="ramp beta linearly from 0 over this many epochs")
-    g.add_argument("--seed", type=_non_negative(int), default=0)
-    g.add_argument("--eval-samples", type=_positive(int), default=1,
+    g.add_argument("--seed", type=non_negative(int), default=0)
+    g.add_argument("--eval-samples", type=positive(int), default=1,
                    help="z-draws per test image for the test -ELBO")
-    g.add_argument("--iw-samples", type=_non_negative(int), default=0, metavar="K",
+    g.add_argument("--iw-samples", type=non_negative(int), default=0, metavar="K",
                    help="importance-weighted bound with K samples at the end (0: skip)")
-    g.add_argument("--train-size", type=_positive(int), default=None)
-    g.add_argument("--test-size", type=_positive(int), default=None)
+    g.add_argument("--train-size", type=positive(int), default=None)
+    g.add_argument("--test-size", type=positive(int), default=None)
     g.add_argument("--out", type=Path, default=None, help="run directory (default runs/NAME)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--no-figures", action="store_true")
@@ -92,37 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test -ELBO and importance-weighted log-likelihood")
     e.add_argument("run", type=Path, help="run directory or checkpoint .npz")
-    e.add_argument("--k", type=_non_negative(int), default=5000,
+    e.add_argument("--k", type=non_negative(int), default=5000,
                    help="importance samples per test image (Burda et al. use 5000)")
-    e.add_argument("--samples", type=_positive(int), default=1, help="z-draws for the ELBO")
-    e.add_argument("--test-size", type=_positive(int), default=None)
-    e.add_argument("--seed", type=_non_negative(int), default=0)
+    e.add_argument("--samples", type=positive(int), default=1, help="z-draws for the ELBO")
+    e.add_argument("--test-size", type=positive(int), default=None)
+    e.add_argument("--seed", type=non_negative(int), default=0)
 
     p = sub.add_parser("plot", help="(re)draw every figure of a run into RUN/figures")
     p.add_argument("run", type=Path)
 
     c = sub.add_parser("gradcheck", help="finite-difference check of every gradient (float64)")
     _model_flags(c, hidden=(7, 5), latent=3)
-    c.add_argument("--input", type=_positive(int), default=12, help="pixels D")
-    c.add_argument("--batch", type=_positive(int), default=4)
-    c.add_argument("--max-entries", type=_positive(int), default=None,
+    c.add_argument("--input", type=positive(int), default=12, help="pixels D")
+    c.add_argument("--batch", type=positive(int), default=4)
+    c.add_argument("--max-entries", type=positive(int), default=None,
                    help="check at most this many entries per parameter")
-    c.add_argument("--seed", type=_non_negative(int), default=0)
+    c.add_argument("--seed", type=non_negative(int), default=0)
 
-    d = sub.add_parser("demo", help="lecture demo: a 2-D VAE whose latent space updates live")
-    d.add_argument("--epochs", type=_positive(int), default=10)
-    d.add_argument("--out", type=Path, default=Path("runs/demo"))
-    d.add_argument("--train-size", type=_positive(int), default=None,
-                   help="training images (default 20000, so 10 epochs fit in a lecture slot)")
-    d.add_argument("--seed", type=_non_negative(int), default=0)
-    d.add_argument("--backend", choices=("numpy", "numba"), default=None)
-    d.add_argument("--no-window", action="store_true", help="never open a window")
+    from .demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(sub.add_parser(
+        "demo", help="lecture demo: a 2-D VAE whose latent space updates live"))
     return parser
 
 
 def _cmd_train(args) -> int:
     from .model import VAEConfig
-    from .train import TrainConfig, default_run_dir, load_training_data, train
+    from .training import TrainConfig, default_run_dir, load_training_data, train
 
     tcfg = TrainConfig(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
@@ -151,7 +125,7 @@ def _cmd_train(args) -> int:
 
 def _load_run(run: Path):
     from .checkpoint import load_checkpoint
-    from .train import CHECKPOINT
+    from .training import CHECKPOINT
 
     path = run / CHECKPOINT if run.is_dir() else run
     if not path.exists():
@@ -163,7 +137,7 @@ def _load_run(run: Path):
 
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate
-    from .train import TrainConfig, load_training_data, prepare_data, write_text_atomic
+    from .training import TrainConfig, load_training_data, prepare_data, write_text_atomic
 
     vae, state, path = _load_run(args.run)
     tcfg = TrainConfig(**state.get("train_config", {}))
@@ -184,7 +158,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .train import CHECKPOINT, Trainer
+    from .training import CHECKPOINT, Trainer
 
     if not (args.run / CHECKPOINT).exists():
         raise FileNotFoundError(f"no run at {args.run}: expected {args.run / CHECKPOINT}")
@@ -218,11 +192,9 @@ def _cmd_gradcheck(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import main as demo_main
 
-    run_demo(epochs=args.epochs, out=args.out, train_size=args.train_size,
-             window=not args.no_window, seed=args.seed, backend=args.backend)
-    return 0
+    return demo_main(args)
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "plot": _cmd_plot,
@@ -230,7 +202,7 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "plot": _cmd_plot,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import TrainingInterrupted
+    from .training import TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)

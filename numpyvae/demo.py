@@ -15,7 +15,7 @@ can be compared and played as an animation::
                                    as any ``numpyvae train`` run: ``VAE.load``,
                                    ``numpyvae evaluate`` and ``numpyvae plot`` work on it
 
-The training is not a loop of its own: it is ``numpyvae.train.Trainer``, which calls back after
+The training is not a loop of its own: it is ``numpyvae.training.Trainer``, which calls back after
 every epoch to draw the frame. So the demo has the trainer's seeds, data preparation,
 evaluation, divergence check and Ctrl-C handling, and its history equals that of
 ``numpyvae train --latent 2 --train-size N --test-size 5000`` with the same seed and backend
@@ -37,11 +37,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from .argtypes import non_negative, positive
 from .atomic import atomic_write
 from .data import to_float
 from .model import VAEConfig
 from .plots import grid_canvas
-from .train import CHECKPOINT, TrainConfig, Trainer
+from .training import CHECKPOINT, TrainConfig, Trainer
 
 # train_size=None means this many images. Ten epochs of all 60000 are ~4 TFLOP: ~55 s at the
 # best rate measured on two cores (~75 GFLOP/s, Numba backend), more than the 40 s a lecture
@@ -285,3 +286,22 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
         live.wait_until_closed()
     return {"history": history, "frames": frames, "gif": gif, "model": out / CHECKPOINT,
             "out": out, "vae": vae, "seconds": seconds}
+
+
+# --------------------------------------------------------------------------- command line
+def add_arguments(d) -> None:
+    """The flags of ``numpyvae demo`` (``numpyvae.cli`` hands this its sub-parser)."""
+    d.add_argument("--epochs", type=positive(int), default=10)
+    d.add_argument("--out", type=Path, default=Path("runs/demo"))
+    d.add_argument("--train-size", type=positive(int), default=None,
+                   help="training images (default 20000, so 10 epochs fit in a lecture slot)")
+    d.add_argument("--seed", type=non_negative(int), default=0)
+    d.add_argument("--backend", choices=("numpy", "numba"), default=None)
+    d.add_argument("--no-window", action="store_true", help="never open a window")
+
+
+def main(args) -> int:
+    """``numpyvae demo``: run the demo with the parsed flags; returns the exit status."""
+    run_demo(epochs=args.epochs, out=args.out, train_size=args.train_size,
+             window=not args.no_window, seed=args.seed, backend=args.backend)
+    return 0

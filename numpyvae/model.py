@@ -269,7 +269,7 @@ class VAE:
         """Train on X (N, D) for some epochs, reshuffled each epoch with the model's rng.
 
         ``self.history_`` holds the mean training loss per epoch. For data sets, binarisation,
-        checkpoints and progress bars, use ``numpyvae.train``.
+        checkpoints and progress bars, use ``numpyvae.train`` (in ``numpyvae.training``).
         """
         X = self._check_x(X)
         if epochs < 1 or batch_size < 1:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from numpyvae import demo
 from numpyvae.model import VAE, VAEConfig
-from numpyvae.train import TrainConfig, Trainer
+from numpyvae.training import TrainConfig, Trainer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GUI_MODULES = ("matplotlib.pyplot", "tkinter", "_tkinter", "PyQt5", "PyQt6", "PySide2",

@@ -14,7 +14,7 @@ import pytest
 from numpyvae.checkpoint import load_checkpoint, read_checkpoint
 from numpyvae.errors import DivergenceError
 from numpyvae.model import VAEConfig
-from numpyvae.train import CHECKPOINT, TrainConfig, Trainer, TrainingInterrupted
+from numpyvae.training import CHECKPOINT, TrainConfig, Trainer, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = VAEConfig(hidden=(32,), n_latent=2, seed=4)
@@ -126,7 +126,7 @@ FINAL_PARAMS = """
 import hashlib, sys
 import numpy as np
 from numpyvae.model import VAEConfig
-from numpyvae.train import Trainer, TrainConfig
+from numpyvae.training import Trainer, TrainConfig
 t = Trainer(VAEConfig(hidden=(32,), n_latent=2, seed=4),
             TrainConfig(epochs=1, batch_size=50, train_size=600, test_size=200, seed=4,
                         figures=False, progress=False), sys.argv[1], log=lambda line: None)
