@@ -1,101 +1,77 @@
-"""The VAE's computation, forward and backward, built from the reference ops.
+"""The reference engine: the VAE's computation, forward and backward, built from ``ops``.
 
 Read this file top to bottom next to ``derivations/elbo.md``:
 
-    x --enc.h1..--> h --enc.mu-->     mu  --\
+    x --enc.h1..--> h --enc.mu-->     mu  --\\
                       --enc.logvar--> logvar --> z = mu + exp(logvar/2) * eps   (REP-1)
     z --dec.h1..--> h --dec.out--> logits          (Bernoulli decoder)
                       --dec.mu / dec.logvar--> mean, logvar of x   (Gaussian decoder)
 
     loss = mean over the batch of [ -log p(x|z) + beta * KL(q(z|x) || N(0, I)) ]
 
-Parameters are named views (see ``numpyvae.params``): each weight is (fan_in, fan_out), each
-bias (fan_out,). This is the readable reference; ``numpyvae.fast`` is the fused twin.
+The layers come from ``numpyvae.layers.Layout``; parameters are named views (see
+``numpyvae.params``): each weight is (fan_in, fan_out), each bias (fan_out,).
+
+Every function takes ``ops``, the module of forward/backward pairs it is built from:
+``numpyvae.ops`` by default, or a student's module with the same names (``numpyvae.exercises``
+assembles the VAE from a student's functions this way). ``numpyvae.fast`` is the fused twin of
+``ReferenceEngine``, with the same methods.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from . import ops
+from . import ops as reference_ops
+from .layers import Layout
+from .optim import Adam
 
 
-def layer_shapes(
-    n_input: int,
-    hidden: tuple[int, ...],
-    n_latent: int,
-    decoder: str,
-    decoder_hidden: tuple[int, ...] | None = None,
-) -> dict[str, tuple[int, ...]]:
-    """Ordered name -> shape of every parameter, in forward order."""
-    dec_hidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def dense(name: str, fan_in: int, fan_out: int) -> None:
-        shapes[f"{name}.W"] = (fan_in, fan_out)
-        shapes[f"{name}.b"] = (fan_out,)
-
-    fan_in = n_input
-    for i, width in enumerate(hidden, start=1):
-        dense(f"enc.h{i}", fan_in, width)
-        fan_in = width
-    dense("enc.mu", fan_in, n_latent)
-    dense("enc.logvar", fan_in, n_latent)
-    fan_in = n_latent
-    for i, width in enumerate(dec_hidden, start=1):
-        dense(f"dec.h{i}", fan_in, width)
-        fan_in = width
-    if decoder == "bernoulli":
-        dense("dec.out", fan_in, n_input)
-    else:
-        dense("dec.mu", fan_in, n_input)
-        dense("dec.logvar", fan_in, n_input)
-    return shapes
+def activation_pair(ops, name: str):
+    """(forward, backward) of the activation ``name`` in ``ops``: e.g. softplus_forward/backward."""
+    return getattr(ops, f"{name}_forward"), getattr(ops, f"{name}_backward")
 
 
-def _hidden_names(params, side: str) -> list[str]:
-    """['enc.h1', 'enc.h2', ...] in forward order."""
-    return [n[:-2] for n in params if n.startswith(f"{side}.h") and n.endswith(".W")]
-
-
-def _mlp_forward(params, side: str, h: np.ndarray, activation: str):
-    act_forward, _ = ops.ACTIVATIONS[activation]
+def _mlp_forward(params, layers, h: np.ndarray, activation: str, ops):
+    act_forward, _ = activation_pair(ops, activation)
     caches = []
-    for name in _hidden_names(params, side):
-        a, dense_cache = ops.dense_forward(h, params[f"{name}.W"], params[f"{name}.b"])
+    for layer in layers:
+        a, dense_cache = ops.dense_forward(h, params[layer.W], params[layer.b])  # (DENSE-1)
         h, act_cache = act_forward(a)
-        caches.append((name, dense_cache, act_cache))
+        caches.append((layer, dense_cache, act_cache))
     return h, caches
 
 
-def _mlp_backward(dh, caches, grads, activation: str, need_dx: bool):
-    _, act_backward = ops.ACTIVATIONS[activation]
-    for i, (name, dense_cache, act_cache) in reversed(list(enumerate(caches))):
+def _mlp_backward(dh, caches, grads, activation: str, ops, need_dx: bool):
+    _, act_backward = activation_pair(ops, activation)
+    for i, (layer, dense_cache, act_cache) in reversed(list(enumerate(caches))):
         da = act_backward(dh, act_cache)
-        dh, grads[f"{name}.W"][...], grads[f"{name}.b"][...] = ops.dense_backward(
+        dh, grads[layer.W][...], grads[layer.b][...] = ops.dense_backward(
             da, dense_cache, need_dx=need_dx or i > 0
         )
     return dh
 
 
-def encode(params, x: np.ndarray, activation: str):
+def encode(params, layout: Layout, x: np.ndarray, ops=reference_ops):
     """x (B, D) -> mu (B, J), logvar (B, J), cache."""
-    h, caches = _mlp_forward(params, "enc", x, activation)
-    mu, mu_cache = ops.dense_forward(h, params["enc.mu.W"], params["enc.mu.b"])
-    logvar, lv_cache = ops.dense_forward(h, params["enc.logvar.W"], params["enc.logvar.b"])
+    h, caches = _mlp_forward(params, layout.enc_hidden, x, layout.activation, ops)
+    mu_layer, lv_layer = layout.enc_heads
+    mu, mu_cache = ops.dense_forward(h, params[mu_layer.W], params[mu_layer.b])
+    logvar, lv_cache = ops.dense_forward(h, params[lv_layer.W], params[lv_layer.b])
     return mu, logvar, (caches, mu_cache, lv_cache)
 
 
-def decode(params, z: np.ndarray, activation: str, decoder: str):
+def decode(params, layout: Layout, z: np.ndarray, ops=reference_ops):
     """z (B, J) -> decoder outputs, cache.
 
     Bernoulli: outputs = (logits,), each (B, D). Gaussian: outputs = (mean, logvar).
     """
-    h, caches = _mlp_forward(params, "dec", z, activation)
-    heads = ("dec.out",) if decoder == "bernoulli" else ("dec.mu", "dec.logvar")
+    h, caches = _mlp_forward(params, layout.dec_hidden, z, layout.activation, ops)
     outs, head_caches = [], []
-    for head in heads:
-        out, cache = ops.dense_forward(h, params[f"{head}.W"], params[f"{head}.b"])
+    for head in layout.dec_heads:
+        out, cache = ops.dense_forward(h, params[head.W], params[head.b])
         outs.append(out)
         head_caches.append((head, cache))
     return tuple(outs), (caches, head_caches)
@@ -103,54 +79,125 @@ def decode(params, z: np.ndarray, activation: str, decoder: str):
 
 def decoder_mean(outputs: tuple[np.ndarray, ...], decoder: str) -> np.ndarray:
     """The mean of p(x|z): sigma(logits) for Bernoulli, the mean head for Gaussian."""
-    return ops.sigmoid(outputs[0]) if decoder == "bernoulli" else outputs[0]
+    return reference_ops.sigmoid(outputs[0]) if decoder == "bernoulli" else outputs[0]
 
 
-def reconstruction_nll(x: np.ndarray, outputs, decoder: str):
+def nll_forward(x: np.ndarray, outputs, decoder: str, ops=reference_ops):
     """-log p(x|z) per example (B,), and its cache."""
     if decoder == "bernoulli":
         return ops.bce_with_logits_forward(outputs[0], x)
     return ops.gaussian_nll_forward(x, outputs[0], outputs[1])
 
 
-def forward_backward(
-    params, grads, x: np.ndarray, eps: np.ndarray, activation: str, decoder: str, beta: float = 1.0
-):
-    """One forward and backward pass of the batch loss; gradients are written into ``grads``.
+@dataclasses.dataclass
+class ForwardCache:
+    """What the forward pass keeps for ``backward``: the inputs, every op's cache, and the
+    intermediate values a reader may want to look at (mu, logvar, z, the decoder's outputs)."""
 
-    x (B, D), eps (B, J). Returns (loss, recon, kl): batch means in nats per example, where
-    loss = recon + beta * kl is the negative ELBO for beta = 1.
-    """
-    B = x.shape[0]
-    mu, logvar, enc_cache = encode(params, x, activation)
-    z, rep_cache = ops.reparameterize_forward(mu, logvar, eps)
-    kl, kl_cache = ops.kl_standard_normal_forward(mu, logvar)
-    outputs, dec_cache = decode(params, z, activation, decoder)
-    recon, rec_cache = reconstruction_nll(x, outputs, decoder)
+    x: np.ndarray
+    eps: np.ndarray
+    beta: float
+    layout: Layout
+    mu: np.ndarray
+    logvar: np.ndarray
+    z: np.ndarray
+    outputs: tuple[np.ndarray, ...]
+    enc_cache: tuple
+    rep_cache: tuple
+    kl_cache: tuple
+    dec_cache: tuple
+    rec_cache: tuple
+
+
+def forward(params, layout: Layout, x: np.ndarray, eps: np.ndarray, beta: float = 1.0,
+            ops=reference_ops):
+    """The batch loss. x (B, D), eps (B, J) -> (loss, recon, kl) per example, each (B,), and
+    the cache for ``backward``; loss = recon + beta * kl is the negative ELBO for beta = 1."""
+    mu, logvar, enc_cache = encode(params, layout, x, ops)
+    z, rep_cache = ops.reparameterize_forward(mu, logvar, eps)  # (REP-1)
+    kl, kl_cache = ops.kl_standard_normal_forward(mu, logvar)  # (KL-1)
+    outputs, dec_cache = decode(params, layout, z, ops)
+    recon, rec_cache = nll_forward(x, outputs, layout.decoder, ops)
     loss = recon + beta * kl  # (ELBO-2), per example
+    cache = ForwardCache(x, eps, beta, layout, mu, logvar, z, outputs, enc_cache, rep_cache,
+                         kl_cache, dec_cache, rec_cache)
+    return loss, recon, kl, cache
 
-    # backward: each example's loss enters the batch mean with weight 1/B  (ELBO-3)
+
+def backward(cache: ForwardCache, grads, ops=reference_ops) -> None:
+    """Every parameter gradient of the batch-mean loss, written into ``grads``."""
+    B, beta, x, layout = cache.x.shape[0], cache.beta, cache.x, cache.layout
+    # each example's loss enters the batch mean with weight 1/B  (ELBO-3)
     drecon = np.full(B, 1.0 / B, dtype=x.dtype)
-    if decoder == "bernoulli":
-        douts = (ops.bce_with_logits_backward(drecon, rec_cache),)
+    if layout.decoder == "bernoulli":
+        douts = (ops.bce_with_logits_backward(drecon, cache.rec_cache),)  # (BER-3)
     else:
-        douts = ops.gaussian_nll_backward(drecon, rec_cache)
-    hidden_caches, head_caches = dec_cache
+        douts = ops.gaussian_nll_backward(drecon, cache.rec_cache)  # (GAU-2), (GAU-3)
+    hidden_caches, head_caches = cache.dec_cache
     dh = 0
-    for dout, (head, cache) in zip(douts, head_caches, strict=True):
-        dh_head, grads[f"{head}.W"][...], grads[f"{head}.b"][...] = ops.dense_backward(dout, cache)
-        dh = dh + dh_head
-    dz = _mlp_backward(dh, hidden_caches, grads, activation, need_dx=True)
+    for dout, (head, head_cache) in zip(douts, head_caches, strict=True):
+        dh_head, grads[head.W][...], grads[head.b][...] = ops.dense_backward(dout, head_cache)
+        dh = dh + dh_head  # both Gaussian heads read the same h: their gradients add
+    dz = _mlp_backward(dh, hidden_caches, grads, layout.activation, ops, need_dx=True)
 
-    dmu, dlogvar = ops.reparameterize_backward(dz, rep_cache)
-    dmu_kl, dlogvar_kl = ops.kl_standard_normal_backward(np.full(B, beta / B, x.dtype), kl_cache)
+    # two paths meet at mu and logvar: through the sample z, and through the KL term
+    dmu, dlogvar = ops.reparameterize_backward(dz, cache.rep_cache)  # (REP-2), (REP-3)
+    dmu_kl, dlogvar_kl = ops.kl_standard_normal_backward(
+        np.full(B, beta / B, x.dtype), cache.kl_cache)  # (KL-2), (KL-3), weight beta/B
     dmu = dmu + dmu_kl
     dlogvar = dlogvar + dlogvar_kl
 
-    enc_caches, mu_cache, lv_cache = enc_cache
-    dh_mu, grads["enc.mu.W"][...], grads["enc.mu.b"][...] = ops.dense_backward(dmu, mu_cache)
-    dh_lv, grads["enc.logvar.W"][...], grads["enc.logvar.b"][...] = ops.dense_backward(
+    enc_caches, mu_cache, lv_cache = cache.enc_cache
+    mu_layer, lv_layer = layout.enc_heads
+    dh_mu, grads[mu_layer.W][...], grads[mu_layer.b][...] = ops.dense_backward(dmu, mu_cache)
+    dh_lv, grads[lv_layer.W][...], grads[lv_layer.b][...] = ops.dense_backward(
         dlogvar, lv_cache
     )
-    _mlp_backward(dh_mu + dh_lv, enc_caches, grads, activation, need_dx=False)
+    _mlp_backward(dh_mu + dh_lv, enc_caches, grads, layout.activation, ops, need_dx=False)
+
+
+def forward_backward(params, grads, layout: Layout, x: np.ndarray, eps: np.ndarray,
+                     beta: float = 1.0, ops=reference_ops) -> tuple[float, float, float]:
+    """One forward and backward pass; gradients are written into ``grads``.
+
+    Returns (loss, recon, kl): batch means in nats per example.
+    """
+    loss, recon, kl, cache = forward(params, layout, x, eps, beta, ops)
+    backward(cache, grads, ops)
     return float(loss.mean()), float(recon.mean()), float(kl.mean())
+
+
+class ReferenceEngine:
+    """The engine interface, in plain NumPy; ``numpyvae.fast.FastEngine`` has the same methods.
+
+    >>> engine = ReferenceEngine(layout, params, grads)
+    >>> loss, recon, kl = engine.forward_backward(X, eps, beta=1.0)   # grads written
+    """
+
+    Adam = Adam  # the optimiser that goes with this engine (fast.py pairs FastAdam)
+
+    def __init__(self, layout: Layout, params, grads, ops=reference_ops):
+        self.layout, self.params, self.grads, self.ops = layout, params, grads, ops
+
+    def forward_backward(self, x, eps, beta: float = 1.0) -> tuple[float, float, float]:
+        """Batch-mean (loss, recon, kl) of x (B, D) with noise eps (B, J); writes ``grads``."""
+        return forward_backward(self.params, self.grads, self.layout, x, eps, beta, self.ops)
+
+    def elbo_terms(self, x, eps) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (reconstruction NLL, KL) in nats, shapes (B,): the forward pass alone."""
+        _, recon, kl, _ = forward(self.params, self.layout, x, eps, 1.0, self.ops)
+        return recon, kl
+
+    def decoder_nll(self, x, z) -> np.ndarray:
+        """-log p(x|z) per row (B,) for given latents z (B, J): the decoder alone."""
+        outputs, _ = decode(self.params, self.layout, z, self.ops)
+        return nll_forward(x, outputs, self.layout.decoder, self.ops)[0]
+
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """x (B, D) -> (mu, logvar), each (B, J)."""
+        mu, logvar, _ = encode(self.params, self.layout, x, self.ops)
+        return mu, logvar
+
+    def decode(self, z) -> tuple[np.ndarray, ...]:
+        """z (B, J) -> (logits,) or (mean, logvar), each (B, D)."""
+        return decode(self.params, self.layout, z, self.ops)[0]

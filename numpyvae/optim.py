@@ -1,7 +1,9 @@
 """Optimisers acting in place on flat parameter buffers.
 
 ``step(theta, grad)`` updates the 1-D array ``theta`` in place from the 1-D array ``grad``.
-The NumPy code here is the reference; ``numpyvae.kernels.adam_step`` is the fused twin.
+The NumPy code here is the reference; ``numpyvae.fast.FastAdam`` (``kernels.adam_step``) is the
+fused twin. Which one a model uses is its engine's choice (``ReferenceEngine.Adam``,
+``FastEngine.Adam``); this module knows nothing of engines or backends.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _check_beta(name: str, value: float) -> float:
 class SGD:
     """Plain stochastic gradient descent: theta <- theta - lr * g."""
 
-    def __init__(self, size: int, dtype="float32", lr: float = 1e-3):
+    def __init__(self, lr: float = 1e-3):
         self.lr = _check_positive("learning rate", lr)
         self.t = 0
 
@@ -98,19 +100,3 @@ class Adam:
         self.t = int(state["t"])
         self.m[...] = state["m"]
         self.v[...] = state["v"]
-
-
-OPTIMIZERS = {"adam": Adam, "sgd": SGD}
-
-
-def make_optimizer(name: str, size: int, dtype, lr: float, backend: str = "numpy", **kwargs):
-    """Build an optimiser by name ("adam" or "sgd"); backend "numba" gives the fused Adam."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
-    if name == "sgd":
-        return SGD(size, dtype, lr=lr)
-    if backend == "numba":
-        from .fast import FastAdam
-
-        return FastAdam(size, dtype, lr=lr, **kwargs)
-    return Adam(size, dtype, lr=lr, **kwargs)

@@ -49,7 +49,7 @@ def test_adam_first_step_is_lr_times_sign():
 
 def test_sgd_step():
     """(SGD-1) theta <- theta - lr * g."""
-    opt = SGD(3, "float64", lr=0.5)
+    opt = SGD(lr=0.5)
     theta = np.array([1.0, 2.0, 3.0])
     opt.step(theta, np.array([2.0, 0.0, -2.0]))
     np.testing.assert_array_equal(theta, [0.0, 2.0, 4.0])
@@ -72,7 +72,7 @@ def test_bad_learning_rate(lr):
     with pytest.raises(ValueError, match="learning rate must be a positive"):
         Adam(3, lr=lr)
     with pytest.raises(ValueError, match="learning rate"):
-        SGD(3, lr=lr)
+        SGD(lr=lr)
 
 
 def test_bad_betas_and_unknown_optimizer():

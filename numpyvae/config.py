@@ -1,0 +1,110 @@
+"""What defines a model: ``VAEConfig``, and every list of choices, defined once.
+
+Every module that offers a choice (the command line, the model, the engines, the checkpoint
+reader) imports its list from here, so adding an activation or a backend is one edit here and
+one implementation in each engine. This module imports only NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+ACTIVATIONS = ("softplus", "relu", "tanh")  # hidden-layer activations both engines implement
+DECODERS = ("bernoulli", "gaussian")
+DTYPES = ("float32", "float64")
+BACKENDS = ("numpy", "numba")  # numpy: the reference engine (network.py); numba: fast.py
+OPTIMIZERS = ("adam", "sgd")
+INITS = ("xavier", "he")
+BACKEND_ENV = "NUMPYVAE_BACKEND"
+
+
+def default_backend() -> str:
+    """"numba" (the fused kernels), unless $NUMPYVAE_BACKEND names another backend."""
+    backend = os.environ.get(BACKEND_ENV, "numba")
+    if backend not in BACKENDS:
+        raise ValueError(f"${BACKEND_ENV}={backend!r}; expected one of {list(BACKENDS)}")
+    return backend
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise a ValueError naming the field, the value and the valid choices."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Everything that defines a model and its optimiser; stored in every checkpoint."""
+
+    n_input: int = 784
+    hidden: tuple[int, ...] = (500, 500)
+    n_latent: int = 20
+    activation: str = "softplus"
+    decoder: str = "bernoulli"
+    dtype: str = "float32"
+    seed: int = 0
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    decoder_hidden: tuple[int, ...] | None = None  # None: the encoder's widths, reversed
+    init: str = "xavier"
+    backend: str = dataclasses.field(default_factory=default_backend)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.decoder_hidden is not None:
+            object.__setattr__(self, "decoder_hidden", tuple(int(h) for h in self.decoder_hidden))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        for name in ("n_input", "n_latent"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive width, got {getattr(self, name)!r}")
+        for side, widths in (("hidden", self.hidden), ("decoder_hidden", self.decoder_hidden)):
+            if widths is not None and any(w < 1 for w in widths):
+                raise ValueError(
+                    f"{side}={widths}: every layer needs at least one unit; drop the layer or "
+                    "give it a positive width"
+                )
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("decoder", self.decoder, DECODERS)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("backend", self.backend, BACKENDS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("init", self.init, INITS)
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(
+                f"learning_rate must be positive, got {self.learning_rate!r}; the seed uses 1e-3"
+            )
+
+    @property
+    def dec_hidden(self) -> tuple[int, ...]:
+        """The decoder's hidden widths (the encoder's reversed unless given)."""
+        return tuple(reversed(self.hidden)) if self.decoder_hidden is None else self.decoder_hidden
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        for key in ("hidden", "decoder_hidden"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    ARCHITECTURE = ("n_input", "hidden", "n_latent", "activation", "decoder", "decoder_hidden",
+                    "dtype")
+
+    def architecture_diff(self, other: VAEConfig) -> dict[str, tuple]:
+        """field -> (self's value, other's value) for every architecture field that differs."""
+        return {k: (getattr(self, k), getattr(other, k)) for k in self.ARCHITECTURE
+                if getattr(self, k) != getattr(other, k)}
