@@ -29,7 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from numpyvae import fast, kernels, network  # noqa: E402
+from numpyvae import fast, kernels, layers  # noqa: E402
+from numpyvae.config import VAEConfig  # noqa: E402
 from numpyvae.model import VAE  # noqa: E402
 
 SEED = {"n_input": 784, "hidden": (500, 500), "n_latent": 20, "activation": "softplus",
@@ -40,7 +41,7 @@ SEED = {"n_input": 784, "hidden": (500, 500), "n_latent": 20, "activation": "sof
 def flops_per_image(n_input=784, hidden=(500, 500), n_latent=20) -> int:
     """Multiply-adds x 2 of one training image: forward x W, backward dW = x^T dy and
     dx = dy W^T for every dense layer, except dx of the first encoder layer (the data)."""
-    shapes = network.layer_shapes(n_input, hidden, n_latent, "bernoulli")
+    shapes = layers.layout(VAEConfig(n_input=n_input, hidden=hidden, n_latent=n_latent)).shapes()
     sizes = [shape[0] * shape[1] for name, shape in shapes.items() if name.endswith(".W")]
     first = shapes["enc.h1.W"][0] * shapes["enc.h1.W"][1] if hidden else 0
     return 2 * (3 * sum(sizes) - first)

@@ -6,16 +6,18 @@
 >>> loss = vae.partial_fit(images[:100] / 255)     # one Adam step: mean -ELBO in nats
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, VAEConfig
 from .data import Dataset, load_dataset, load_fashion_mnist, load_frey, load_mnist
 from .errors import CheckpointError, DataFileError, DataNotFoundError, DivergenceError
 from .gradcheck import check_gradients, check_model
-from .model import VAE, VAEConfig
-from .training import TrainConfig, train
+from .model import VAE, load_checkpoint, save_checkpoint
+from .runs import open_run
+from .training import train
 
 __all__ = [
     "VAE", "VAEConfig", "TrainConfig", "train", "Dataset", "load_dataset", "load_mnist",
     "load_fashion_mnist", "load_frey", "check_gradients", "check_model", "save_checkpoint",
-    "load_checkpoint", "CheckpointError", "DataFileError", "DataNotFoundError", "DivergenceError",
+    "load_checkpoint", "open_run", "CheckpointError", "DataFileError", "DataNotFoundError",
+    "DivergenceError",
 ]
 __version__ = "0.1.0"

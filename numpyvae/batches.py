@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.typing import DTypeLike
 
-BINARIZATIONS = ("dynamic", "static", "none")
+from .config import BINARIZATIONS
+
 NONE_BINARIZATION_WARNING = (
     "binarize='none' uses grey values x/255 as targets of a Bernoulli decoder. That is not a "
     "proper likelihood (x is not 0 or 1), so the ELBO is not a bound on log p(x) and cannot be "

@@ -1,4 +1,6 @@
-"""Checkpoints: one ``.npz`` holding parameters, optimiser state, RNG state, config and progress.
+"""Checkpoints: the file format only. One ``.npz`` holding config, parameters and, optionally,
+optimiser state, RNG state and training progress; no model inside (``VAE.load`` assembles one).
+A file with parameters alone is a model for use, not for resuming (the shipped models).
 
 Written atomically (``numpyvae.atomic``), so a crash or SIGKILL during a save leaves the
 previous checkpoint intact.
@@ -9,6 +11,7 @@ payload is verified, and every failure becomes a ``CheckpointError`` naming the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import zipfile
@@ -18,7 +21,9 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .atomic import atomic_write
+from .config import VAEConfig
 from .errors import CheckpointError
+from .layers import layout
 
 FORMAT = "numpyvae-checkpoint"
 VERSION = 1
@@ -37,17 +42,31 @@ def _text(obj) -> np.ndarray:
     return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8)
 
 
-def save_checkpoint(path, vae, train_state: dict | None = None) -> Path:
-    """Write ``vae`` (and the training loop's ``train_state``, JSON-able) to ``path`` atomically."""
+@dataclasses.dataclass
+class Checkpoint:
+    """The verified contents of a checkpoint file."""
+
+    config: VAEConfig
+    params: np.ndarray  # the flat parameter buffer, in ``layers.layout(config)`` order
+    optimizer: dict[str, np.ndarray] | None  # {"t"} (SGD) or {"t", "m", "v"} (Adam); None: absent
+    rng: dict | None  # the model generator's bit_generator.state; None: absent
+    train_state: dict  # the training loop's position and history ({} for a bare model)
+
+
+def write_checkpoint(path, config: VAEConfig, params: np.ndarray, *,
+                     optimizer: dict[str, np.ndarray] | None = None, rng: dict | None = None,
+                     train_state: dict | None = None) -> Path:
+    """Write a checkpoint to ``path`` atomically. ``optimizer=None`` writes parameters only."""
     path = Path(path)
-    opt = vae.optimizer.state()
-    arrays = {"params": vae.params.flat, "opt_t": opt["t"]}
-    if "m" in opt:
-        arrays.update(opt_m=opt["m"], opt_v=opt["v"])
+    arrays = {"params": np.ascontiguousarray(params)}
+    if optimizer is not None:
+        arrays["opt_t"] = np.asarray(optimizer["t"], dtype=np.int64)
+        if "m" in optimizer:
+            arrays.update(opt_m=optimizer["m"], opt_v=optimizer["v"])
     meta = {
-        "format": FORMAT, "version": VERSION, "config": vae.config.to_dict(),
-        "rng": vae.rng.bit_generator.state, "train_state": train_state or {},
-        "sha256": _digest(arrays),
+        "format": FORMAT, "version": VERSION, "config": config.to_dict(),
+        "optimizer_state": optimizer is not None, "rng": rng,
+        "train_state": train_state or {}, "sha256": _digest(arrays),
     }
     with atomic_write(path) as f:
         np.savez(f, meta=_text(meta), **arrays)
@@ -81,11 +100,8 @@ def _read_member(zf: zipfile.ZipFile, name: str, dtype, shape) -> np.ndarray:
     return np.frombuffer(data, dtype=got_dtype).reshape(got_shape, order="F" if fortran else "C")
 
 
-def read_checkpoint(path) -> dict:
-    """Parse and verify a checkpoint: {"config", "params", "opt", "rng", "train_state"}."""
-    from .model import VAEConfig
-    from .network import layer_shapes
-
+def read_checkpoint(path) -> Checkpoint:
+    """Parse and verify a checkpoint; any defect is a ``CheckpointError`` naming the file."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -97,16 +113,16 @@ def read_checkpoint(path) -> dict:
                 raise ValueError(f"format version {meta.get('version')!r}; this numpyvae reads "
                                  f"version {VERSION} (upgrade numpyvae or retrain)")
             cfg = VAEConfig.from_dict(meta["config"])
-            shapes = layer_shapes(cfg.n_input, cfg.hidden, cfg.n_latent, cfg.decoder,
-                                  cfg.decoder_hidden)
-            n = sum(int(np.prod(s)) for s in shapes.values())
-            arrays = {"params": _read_member(zf, "params", cfg.dtype, (n,)),
-                      "opt_t": _read_member(zf, "opt_t", np.int64, ())}
-            if cfg.optimizer == "adam":
-                arrays["opt_m"] = _read_member(zf, "opt_m", cfg.dtype, (n,))
-                arrays["opt_v"] = _read_member(zf, "opt_v", cfg.dtype, (n,))
-            rng_state, train_state = meta["rng"], meta.get("train_state", {})
-            if not isinstance(rng_state, dict) or not isinstance(train_state, dict):
+            n = layout(cfg).size
+            arrays = {"params": _read_member(zf, "params", cfg.dtype, (n,))}
+            has_opt = meta.get("optimizer_state", True)  # files before 0.2 always had it
+            if has_opt:
+                arrays["opt_t"] = _read_member(zf, "opt_t", np.int64, ())
+                if cfg.optimizer == "adam":
+                    arrays["opt_m"] = _read_member(zf, "opt_m", cfg.dtype, (n,))
+                    arrays["opt_v"] = _read_member(zf, "opt_v", cfg.dtype, (n,))
+            rng_state, train_state = meta.get("rng"), meta.get("train_state", {})
+            if not isinstance(rng_state, dict | None) or not isinstance(train_state, dict):
                 raise ValueError("RNG or training state is not a mapping")
     except CheckpointError:
         raise
@@ -122,36 +138,9 @@ def read_checkpoint(path) -> dict:
                               "written; use an earlier checkpoint")
     if not np.all(np.isfinite(arrays["params"])):
         raise CheckpointError(f"{path}: parameters contain NaN or inf")
-    opt = {"t": arrays["opt_t"]}
-    if "opt_m" in arrays:
-        opt.update(m=arrays["opt_m"], v=arrays["opt_v"])
-    return {"config": cfg, "params": arrays["params"], "opt": opt, "rng": rng_state,
-            "train_state": train_state}
-
-
-def load_checkpoint(path, expect_config=None):
-    """Rebuild the VAE from ``path``; returns (vae, train_state).
-
-    ``expect_config``: if given, the checkpoint's architecture must match it.
-    """
-    from .model import VAE
-
-    ck = read_checkpoint(path)
-    cfg = ck["config"]
-    if expect_config is not None:
-        arch = ("n_input", "hidden", "n_latent", "activation", "decoder", "decoder_hidden",
-                "dtype")
-        diff = [k for k in arch if getattr(cfg, k) != getattr(expect_config, k)]
-        if diff:
-            got = {k: getattr(cfg, k) for k in diff}
-            want = {k: getattr(expect_config, k) for k in diff}
-            raise CheckpointError(f"{path}: checkpoint is of another architecture: {got}, "
-                                  f"expected {want}; use a matching --out directory")
-    vae = VAE.from_config(cfg)
-    vae.params.flat[...] = ck["params"]
-    vae.optimizer.load_state(ck["opt"])
-    try:
-        vae.rng.bit_generator.state = ck["rng"]
-    except Exception as e:  # a foreign or damaged state dict
-        raise CheckpointError(f"{path}: bad RNG state ({e})") from e
-    return vae, ck["train_state"]
+    opt = None
+    if "opt_t" in arrays:
+        opt = {"t": arrays["opt_t"]}
+        if "opt_m" in arrays:
+            opt.update(m=arrays["opt_m"], v=arrays["opt_v"])
+    return Checkpoint(cfg, arrays["params"], opt, rng_state, train_state)

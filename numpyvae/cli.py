@@ -18,24 +18,24 @@ from .errors import DivergenceError
 
 
 def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> None:
-    from .model import ACTIVATION_NAMES, BACKENDS, DECODERS, DTYPES
+    from .config import ACTIVATIONS, BACKENDS, DECODERS, DTYPES, INITS
 
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=positive(int), nargs="*", default=list(hidden),
                    metavar="H", help="hidden widths per side (default: %(default)s)")
     g.add_argument("--latent", type=positive(int), default=latent, help="latent units J")
-    g.add_argument("--activation", choices=ACTIVATION_NAMES, default="softplus")
+    g.add_argument("--activation", choices=ACTIVATIONS, default="softplus")
     g.add_argument("--decoder", choices=DECODERS, default=None,
                    help="default: the data set's (bernoulli for digits, gaussian for faces)")
     g.add_argument("--dtype", choices=DTYPES, default="float32")
-    g.add_argument("--init", choices=("xavier", "he"), default="xavier",
+    g.add_argument("--init", choices=INITS, default="xavier",
                    help="weight initialisation (biases are zero)")
     g.add_argument("--backend", choices=BACKENDS, default=None,
                    help="default: numba, or $NUMPYVAE_BACKEND")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import BINARIZATIONS, DATASETS
+    from .config import BINARIZATIONS, DATASETS, OPTIMIZERS
 
     parser = argparse.ArgumentParser(prog="numpyvae", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=positive(int), default=75)
     g.add_argument("--batch-size", type=positive(int), default=100)
     g.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
-    g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
                    help="default: dynamic (Bernoulli decoder) or none (Gaussian)")
     g.add_argument("--beta", type=non_negative(float), default=1.0, help="KL weight")
@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
-    from .model import VAEConfig
-    from .training import TrainConfig, default_run_dir, load_training_data, train
+    from .config import TrainConfig, VAEConfig
+    from .runs import load_training_data
+    from .training import default_run_dir, train
 
     tcfg = TrainConfig(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
@@ -123,30 +124,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _load_run(run: Path):
-    from .checkpoint import load_checkpoint
-    from .training import CHECKPOINT
-
-    path = run / CHECKPOINT if run.is_dir() else run
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}: give a run directory made by "
-                                "'numpyvae train' or a checkpoint .npz")
-    vae, state = load_checkpoint(path)
-    return vae, state, path
-
-
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate
-    from .training import TrainConfig, load_training_data, prepare_data, write_text_atomic
+    from .runs import open_run
+    from .training import write_text_atomic
 
-    vae, state, path = _load_run(args.run)
-    tcfg = TrainConfig(**state.get("train_config", {}))
-    tcfg.test_size = args.test_size
-    ds = load_training_data(tcfg)
-    _, test_x, _, mode = prepare_data(ds, tcfg, vae.config.decoder)
-    res = evaluate(vae, test_x, k=args.k, n_samples=args.samples,
+    run = open_run(args.run)
+    data = run.data(test_size=args.test_size)
+    tcfg, test_x, mode = run.train_config, data.test_x, data.mode
+    res = evaluate(run.vae, test_x, k=args.k, n_samples=args.samples,
                    rng=np.random.default_rng(args.seed), progress=True)
-    res.update(dataset=tcfg.dataset, binarization=mode, checkpoint=str(path))
+    res.update(dataset=tcfg.dataset, binarization=mode, checkpoint=str(run.path))
     print(f"{tcfg.dataset} test set, {len(test_x)} images, binarization {mode}, nats/example")
     print(f"  -ELBO ({args.samples} z-sample{'s' * (args.samples > 1)}): {res['neg_elbo']:.3f}"
           f"   (recon {res['recon']:.3f}, KL {res['kl']:.3f})")
@@ -158,27 +146,23 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .training import CHECKPOINT, Trainer
+    from .runs import open_run
 
-    if not (args.run / CHECKPOINT).exists():
-        raise FileNotFoundError(f"no run at {args.run}: expected {args.run / CHECKPOINT}")
-    trainer = Trainer(None, None, args.run, resume=True)
-    trainer.figures()
-    print(f"figures written to {args.run / 'figures'}")
+    run = open_run(args.run)
+    run.figures()
+    print(f"figures written to {run.directory / 'figures'}")
     return 0
 
 
 def _cmd_gradcheck(args) -> int:
-    from .gradcheck import check_model
+    from .gradcheck import check_model, randomize_biases
     from .model import VAE
 
     vae = VAE(n_input=args.input, hidden=tuple(args.hidden), n_latent=args.latent,
               activation=args.activation, decoder=args.decoder or "bernoulli", dtype="float64",
               seed=args.seed, **({"backend": args.backend} if args.backend else {}))
     rng = np.random.default_rng(args.seed)
-    for name, p in vae.parameters().items():
-        if name.endswith(".b"):  # non-zero biases so every bias gradient is exercised
-            p[...] = rng.normal(0, 0.1, p.shape)
+    randomize_biases(vae, rng)  # non-zero biases so every bias gradient is exercised
     X = rng.random((args.batch, args.input))
     if vae.config.decoder == "bernoulli":
         X = (X < 0.5).astype(np.float64)

@@ -1,4 +1,5 @@
-"""What defines a model: ``VAEConfig``, and every list of choices, defined once.
+"""What defines a run: ``VAEConfig`` (the model), ``TrainConfig`` (its training), and every list
+of choices, defined once.
 
 Every module that offers a choice (the command line, the model, the engines, the checkpoint
 reader) imports its list from here, so adding an activation or a backend is one edit here and
@@ -19,6 +20,8 @@ DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba")  # numpy: the reference engine (network.py); numba: fast.py
 OPTIMIZERS = ("adam", "sgd")
 INITS = ("xavier", "he")
+DATASETS = ("mnist", "fashion-mnist", "frey")
+BINARIZATIONS = ("dynamic", "static", "none")
 BACKEND_ENV = "NUMPYVAE_BACKEND"
 
 
@@ -108,3 +111,38 @@ class VAEConfig:
         """field -> (self's value, other's value) for every architecture field that differs."""
         return {k: (getattr(self, k), getattr(other, k)) for k in self.ARCHITECTURE
                 if getattr(self, k) != getattr(other, k)}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train. Defaults reproduce the seed: batch 100, 75 epochs, beta 1."""
+
+    dataset: str = "mnist"
+    epochs: int = 75
+    batch_size: int = 100
+    binarize: str | None = None  # None: "dynamic" for a Bernoulli decoder, "none" for Gaussian
+    beta: float = 1.0  # KL weight (beta-VAE); 1 is the true ELBO
+    warmup_epochs: float = 0.0  # beta ramps linearly from 0 over this many epochs
+    seed: int = 0
+    eval_samples: int = 1  # z-draws per test image for the per-epoch test -ELBO
+    iw_samples: int = 0  # k of the final importance-weighted bound (0: skip)
+    train_size: int | None = None  # use only the first N training images (quick runs)
+    test_size: int | None = None
+    figures: bool = True
+    progress: bool = True
+    download: bool = False  # Fashion-MNIST: fetch it into the cache if it is not on the machine
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
+                             f"{list(DATASETS)}")
+        if self.binarize is not None and self.binarize not in BINARIZATIONS:
+            raise ValueError(f"unknown binarization {self.binarize!r}; choose one of "
+                             f"{list(BINARIZATIONS)}")
+        for name in ("epochs", "batch_size", "eval_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        if self.warmup_epochs < 0 or self.iw_samples < 0:
+            raise ValueError("warmup_epochs and iw_samples must be >= 0")

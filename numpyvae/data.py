@@ -22,11 +22,11 @@ from numpyvae.batches import (
     iterate_batches,
     to_float,
 )
+from numpyvae.config import DATASETS
 from numpyvae.errors import DataFileError, DataNotFoundError
 from numpyvae.idx import fetch, read_idx, verify_sha256
 
 _PACKAGE_DATA = Path(__file__).resolve().parent / "datasets"
-DATASETS = ("mnist", "fashion-mnist", "frey")
 SPLITS = ("train", "test")
 
 # --- MNIST: bundled, the four canonical files as published ---------------------------------------

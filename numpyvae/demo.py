@@ -2,47 +2,50 @@
 
     numpyvae demo                       # live window where there is a display
     numpyvae demo --no-window --out /tmp/demo
+    numpyvae demo --pretrained          # a trained model at once: explore its latent space
+    numpyvae demo --beta 4              # posterior collapse, live
+    numpyvae demo --replay runs/demo    # play a finished demo's frames, full screen
 
-After every epoch one frame is drawn: left, the encoder means μ of 5000 test digits coloured by
-digit; right, the decoder's mean image on a 20×20 grid over z ∈ [−3, 3]². Both panels have z
-on their axes, so the dashed square on the left is the region drawn on the right, and a
-digit's cluster sits where its images appear. Every frame has the same axis limits, so frames
-can be compared and played as an animation::
+Before training and after every epoch one frame is drawn (``numpyvae.demo_figure``): the
+encoder means μ of the test images, the decoded 20×20 grid over z, the loss curve so far and
+the decoded image at one z. The window (``numpyvae.demo_window``) adds keys: space pauses, q
+stops, and the mouse over z decodes it. The run directory::
 
-    <out>/frames/epoch_01.png ...   one PNG per epoch (stale epoch_*.png are removed first)
-          latent.gif               all frames, assembled at the end
+    <out>/frames/epoch_00.png ...   the untrained model, then one PNG per epoch
+          latent.gif               all frames; written however the run ends (q, a closed
+                                   window, Ctrl-C, an error)
           checkpoint.npz, history.csv/json, config.json, results.json
                                    as any ``numpyvae train`` run: ``VAE.load``,
                                    ``numpyvae evaluate`` and ``numpyvae plot`` work on it
 
-The training is not a loop of its own: it is ``numpyvae.training.Trainer``, which calls back after
-every epoch to draw the frame. So the demo has the trainer's seeds, data preparation,
-evaluation, divergence check and Ctrl-C handling, and its history equals that of
-``numpyvae train --latent 2 --train-size N --test-size 5000`` with the same seed and backend
-(``tests/test_demo.py`` checks this). Running it again into the same directory replaces the
-earlier demo run.
+The training is not a loop of its own: it is ``numpyvae.training.Trainer``, which calls back
+after every step (window events, pause, stop) and every epoch (the frame). So the demo has the
+trainer's seeds, data preparation, evaluation, divergence check and Ctrl-C handling, and its
+history equals that of ``numpyvae train --latent 2 --train-size N --test-size 5000`` with the
+same seed and backend (``tests/test_demo.py`` checks this). Running it again into the same
+directory replaces the earlier demo run.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 
 from .argtypes import non_negative, positive
-from .atomic import atomic_write
 from .data import to_float
-from .model import VAEConfig
-from .plots import grid_canvas
+from .demo_figure import DPI, FIGSIZE, N_GRID, SPAN, DemoFigure, assemble_gif, grid_z, save_frame
+from .demo_window import KEYS, DemoStopped, window_available
+from .model import VAE, VAEConfig
 from .training import CHECKPOINT, TrainConfig, Trainer
+
+__all__ = ["DPI", "FIGSIZE", "N_GRID", "SPAN", "assemble_gif", "grid_z", "main", "replay_run",
+           "run_demo", "window_available"]
 
 # train_size=None means this many images. Ten epochs of all 60000 are ~4 TFLOP: ~55 s at the
 # best rate measured on two cores (~75 GFLOP/s, Numba backend), more than the 40 s a lecture
@@ -50,144 +53,8 @@ from .training import CHECKPOINT, TrainConfig, Trainer
 DEMO_TRAIN_SIZE = 20000
 N_TEST = 5000  # test digits in the scatter and in the test -ELBO
 BATCH_SIZE = 100
-SCATTER_LIM = 4.0  # fixed limits [-4, 4]^2, so every frame is comparable
-SPAN, N_GRID = 3.0, 20  # the manifold: 20 x 20 decoded z over [-3, 3]^2
-FIGSIZE, DPI = (15.0, 7.5), 100  # 1500 x 750 pixel frames
-FONT = {"title": 24, "label": 18, "ticks": 14, "legend": 15}
-
-
-def window_available() -> bool:
-    """True if a live matplotlib window can open: a display and an interactive backend.
-
-    Without DISPLAY/WAYLAND_DISPLAY on Linux this returns False without importing pyplot.
-    """
-    if sys.platform not in ("darwin", "win32") and not (
-            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False
-    import matplotlib.pyplot as plt
-
-    try:
-        from matplotlib.backends import BackendFilter, backend_registry
-
-        interactive = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
-    except ImportError:  # matplotlib < 3.9
-        from matplotlib.rcsetup import interactive_bk as interactive
-    return plt.get_backend().lower() in {name.lower() for name in interactive}
-
-
-class DemoFigure:
-    """The two panels, built once; ``update`` moves the points and swaps the image in place."""
-
-    def __init__(self, fig: Figure, labels: np.ndarray, class_names: Sequence[str]):
-        self.fig = fig
-        ax_z, ax_x = fig.subplots(1, 2)
-        colours = colormaps["tab10"](np.asarray(labels) % 10)
-        self.scatter = ax_z.scatter(np.full(len(labels), np.nan), np.full(len(labels), np.nan),
-                                    c=colours, s=9, alpha=0.6, linewidths=0)
-        ax_z.add_patch(Rectangle((-SPAN, -SPAN), 2 * SPAN, 2 * SPAN, fill=False, ls="--",
-                                 lw=1.5, ec="0.35"))
-        ax_z.set(xlim=(-SCATTER_LIM, SCATTER_LIM), ylim=(-SCATTER_LIM, SCATTER_LIM),
-                 aspect="equal")
-        ax_z.set_title(f"encoder means μ of {len(labels)} test digits", fontsize=FONT["label"])
-        handles = [Line2D([], [], ls="", marker="o", ms=11, color=colormaps["tab10"](k))
-                   for k in range(len(class_names))]
-        ax_z.legend(handles, class_names, title="digit", loc="center left",
-                    bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=FONT["legend"],
-                    title_fontsize=FONT["legend"], handletextpad=0.1)
-        self.outside = ax_z.text(0.02, 0.98, "", transform=ax_z.transAxes, va="top",
-                                 fontsize=FONT["ticks"], color="0.35")
-        half = SPAN / (N_GRID - 1)  # half a tile: tile centres land exactly on the z grid
-        self.image = ax_x.imshow(np.zeros((28 * N_GRID, 28 * N_GRID)), cmap="gray", vmin=0.0,
-                                 vmax=1.0, interpolation="nearest",
-                                 extent=(-SPAN - half, SPAN + half, -SPAN - half, SPAN + half))
-        ax_x.set_title(f"decoded z on a {N_GRID}×{N_GRID} grid over [−{SPAN:g}, {SPAN:g}]²",
-                       fontsize=FONT["label"])
-        for ax, lim in ((ax_z, SCATTER_LIM), (ax_x, SPAN)):
-            ax.set_xticks(np.arange(-lim, lim + 1))
-            ax.set_yticks(np.arange(-lim, lim + 1))
-            ax.set_xlabel("z₁", fontsize=FONT["label"])
-            ax.set_ylabel("z₂", fontsize=FONT["label"], rotation=0, labelpad=12)
-            ax.tick_params(labelsize=FONT["ticks"])
-        self.title = fig.suptitle("epoch", fontsize=FONT["title"])  # its height, for the layout
-        # Lay out once, then freeze: recomputed every frame, the axes would shift by a few
-        # pixels with the data (points outside the axes) and the animation would jitter.
-        fig.draw_without_rendering()
-        fig.set_layout_engine("none")
-
-    def update(self, mu: np.ndarray, images: np.ndarray, title: str) -> None:
-        """mu (n, 2) in the order of ``labels``; images (N_GRID², 784) in ``grid_z`` order."""
-        self.scatter.set_offsets(mu)
-        n_out = int(np.sum(np.any(np.abs(mu) > SCATTER_LIM, axis=1)))
-        self.outside.set_text(f"{n_out} outside the axes" if n_out else "")
-        self.image.set_data(grid_canvas(images, (28, 28), N_GRID, N_GRID, pad=0))
-        self.title.set_text(title)
-
-
-def grid_z() -> np.ndarray:
-    """(N_GRID², 2) latent points, row by row from the top (largest z₂), z₁ increasing."""
-    values = np.linspace(-SPAN, SPAN, N_GRID)
-    z2, z1 = np.meshgrid(values[::-1], values, indexing="ij")
-    return np.column_stack([z1.ravel(), z2.ravel()])
-
-
-def save_frame(fig: Figure, path: Path) -> Path:
-    """PNG of the whole figure at DPI, written atomically; no tight bbox, which would let the
-    frame size follow the contents: an animation needs every frame the same size."""
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # faster
-    return path
-
-
-def assemble_gif(frames: Sequence[Path], path: Path, frame_ms: int = 700,
-                 last_ms: int = 2500) -> Path:
-    """An endlessly looping GIF of the PNG frames (the last one held longer), written atomically.
-
-    Pillow directly rather than ``matplotlib.animation.PillowWriter``: that writer grabs frames
-    from a live figure, and these are already files. A frame of another size (a resized
-    window) is padded to the first frame's size. Each frame gets its own 256-colour palette by
-    octree: Pillow's default (median cut) spends the palette on the manifold's greys and
-    turns the blue of digit 0 teal and the olive of 8 orange, so the legend would lie.
-    """
-    from PIL import Image, ImageOps
-
-    images = [Image.open(f).convert("RGB") for f in frames]
-    size = images[0].size
-    images = [(im if im.size == size else ImageOps.pad(im, size, color="white"))
-              .quantize(256, method=Image.Quantize.FASTOCTREE) for im in images]
-    with atomic_write(path) as f:
-        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                       duration=[frame_ms] * (len(images) - 1) + [last_ms])
-    return path
-
-
-class _Window:
-    """The live pyplot window, if one could be opened; every method is safe when it is closed."""
-
-    def __init__(self, log: Callable[[str], None]):
-        import matplotlib.pyplot as plt
-
-        self.plt, self.log = plt, log
-        plt.ion()
-        self.fig = plt.figure("numpyvae demo", figsize=FIGSIZE, layout="constrained")
-
-    def is_open(self) -> bool:
-        return self.plt.fignum_exists(self.fig.number)
-
-    def draw(self) -> None:
-        if self.is_open():
-            self.fig.canvas.draw_idle()
-            self.plt.pause(0.001)
-
-    def keep_alive(self) -> None:
-        """Handle window events mid-epoch, so the desktop does not call it unresponsive."""
-        if self.is_open():
-            self.fig.canvas.flush_events()
-
-    def wait_until_closed(self) -> None:
-        self.plt.ioff()
-        if self.is_open():
-            self.log("close the window to finish")
-            self.plt.show()  # blocks until the window is closed
+TITLES = {"mnist": ("MNIST", "digit"), "fashion-mnist": ("Fashion-MNIST", "class")}
+STALE = ("latent.gif", "results.json", "history.json", "history.csv")  # of an earlier run
 
 
 def _plural(n: int, word: str) -> str:
@@ -196,103 +63,200 @@ def _plural(n: int, word: str) -> str:
 
 def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
              train_size: int | None = None, window: bool = True, seed: int = 0,
-             backend: str | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train the 784-500-500-2 VAE on MNIST and draw its latent space after every epoch.
+             backend: str | None = None, log: Callable[[str], None] = print,
+             dataset: str = "mnist", beta: float = 1.0, start_from: VAE | None = None,
+             start_name: str = "") -> dict:
+    """Train the 784-500-500-2 VAE and draw its latent space before training and after each
+    epoch; in a window, also pause (space), stop (q) and explore z with the mouse.
 
     Args:
-        epochs: passes over the training images.
+        epochs: passes over the training images; 0 (only with ``start_from``): explore only.
         out: run directory: frames/, latent.gif and the files of a ``numpyvae train`` run.
         train_size: training images to use; None: DEMO_TRAIN_SIZE (pass 60000 for all).
         window: show a live window if one can open (see ``window_available``); False never
             imports pyplot.
         seed: model initialisation, noise, data order and binarisation, as in ``train``.
-        backend: "numpy" or "numba"; None: the package default.
+        backend: "numpy" or "numba" for a new model; None: the package default.
         log: receives one line per epoch and the paths written.
+        dataset: "mnist" or "fashion-mnist" (``numpyvae.data.load_dataset``).
+        beta: the KL weight; β ≫ 1 shows posterior collapse (every μ at 0).
+        start_from: a 784-…-2 model to start from (a copy is trained; the argument is left
+            alone), e.g. ``numpyvae.pretrained.load_pretrained("mnist-z2")``.
+        start_name: what to call ``start_from`` in the title.
 
     Returns:
         {"history": {column: [value per epoch]}, "frames": [Path], "gif": Path or None,
-        "model": Path, "out": Path, "vae": VAE, "seconds": wall time}.
+        "model": Path, "out": Path, "vae": VAE, "seconds": wall time, "first_frame_seconds":
+        time to frames/epoch_00.png, "stopped": None or why training stopped early}.
     """
     t_start = time.perf_counter()
     n_train = DEMO_TRAIN_SIZE if train_size is None else int(train_size)
-    if n_train < 1 or epochs < 1:
-        raise ValueError(f"epochs and train_size must be >= 1 (train_size None means "
-                         f"{DEMO_TRAIN_SIZE}), got {epochs} and {train_size}")
-    out = Path(out)
+    if n_train < 1 or epochs < 0 or (epochs == 0 and start_from is None):
+        raise ValueError(f"train_size must be >= 1 (None means {DEMO_TRAIN_SIZE}) and epochs "
+                         f">= 1, or 0 with a model to start from (--pretrained); got epochs="
+                         f"{epochs}, train_size={train_size}")
+    if dataset not in TITLES:
+        raise ValueError(f"the demo shows a 2-D latent space of labelled images: dataset must be "
+                         f"one of {list(TITLES)}, got {dataset!r}")
+    if start_from is not None and start_from.n_latent != 2:
+        raise ValueError(f"the demo draws a 2-D latent space; the start model has "
+                         f"n_latent={start_from.n_latent}")
+    out, (ds_title, legend_title) = Path(out), TITLES[dataset]
     frames_dir = out / "frames"
-    model_cfg = VAEConfig(hidden=(500, 500), n_latent=2, activation="softplus",
-                          decoder="bernoulli", seed=seed, learning_rate=1e-3,
-                          **({"backend": backend} if backend else {}))
-    train_cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, seed=seed, train_size=n_train,
-                            test_size=N_TEST, figures=False, progress=False)
-    frames: list[Path] = []
-    width = max(2, len(str(epochs)))
-    live = panels = grey = None
-    z_grid = grid_z()
-
-    def draw(trainer: Trainer, row: dict) -> None:
-        """After each epoch (Trainer's on_epoch): update both panels, save the frame."""
-        vae = trainer.vae
-        panels.update(vae.transform(grey), vae.generate(z_grid),
-                      f"2-D VAE on MNIST · epoch {row['epoch']}/{epochs} · "
-                      f"test −ELBO {row['test_loss']:.1f} nats")
-        frames.append(save_frame(panels.fig, frames_dir / f"epoch_{row['epoch']:0{width}d}.png"))
-        if live:
-            live.draw()
-
-    def keep_alive(trainer: Trainer, step: int) -> None:
-        if step % 10 == 0:
-            live.keep_alive()
-
-    trainer = Trainer(model_cfg, train_cfg, out, log=log, overwrite=True, on_epoch=draw)
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    for stale in frames_dir.glob("epoch_*.png"):  # a longer earlier run must not leak into the GIF
-        stale.unlink()
+    model_cfg = start_from.config if start_from is not None else VAEConfig(
+        hidden=(500, 500), n_latent=2, activation="softplus", decoder="bernoulli", seed=seed,
+        learning_rate=1e-3, **({"backend": backend} if backend else {}))
+    train_cfg = TrainConfig(dataset=dataset, epochs=max(epochs, 1), batch_size=BATCH_SIZE,
+                            beta=beta, seed=seed, train_size=n_train, test_size=N_TEST,
+                            figures=False, progress=False)
+    trainer = Trainer(model_cfg, train_cfg, out, log=log, overwrite=True)
+    if start_from is not None:  # Trainer builds a fresh model; swap in (a copy of) the start
+        if start_from.n_input != trainer.ds.dim:
+            raise ValueError(f"the start model has n_input={start_from.n_input}, but "
+                             f"{dataset} images have {trainer.ds.dim} pixels")
+        trainer.vae = copy.deepcopy(start_from)
     vae, ds = trainer.vae, trainer.ds
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*frames_dir.glob("epoch_*.png"), *(out / name for name in STALE)]:
+        stale.unlink(missing_ok=True)  # a longer earlier run must not leak into the GIF
     grey = to_float(ds.test_images[:N_TEST], vae.dtype)  # the scatter uses grey values
-    log(f"numpyvae demo: 784-500-500-2 VAE, {len(trainer.train_x)} MNIST training images, "
-        f"{_plural(epochs, 'epoch')}, backend {vae.config.backend}; frames in {frames_dir}")
+    what = f"pretrained {start_name or 'model'}" if start_from is not None else "2-D VAE"
+    beta_note = f" · β = {beta:g}" if beta != 1 else ""
+    log(f"numpyvae demo: {what} 784-500-500-2, {len(trainer.train_x)} {ds_title} training "
+        f"images, {_plural(epochs, 'epoch')}, β = {beta:g}, backend {vae.config.backend}; "
+        f"frames in {frames_dir}")
 
+    live = None
     if window and not window_available():
         log("no live window (no display, or matplotlib has no interactive backend here); "
             "saving frames only")
     elif window:
         try:
-            live = _Window(log)
+            from .demo_window import LiveWindow
+
+            live = LiveWindow(log, FIGSIZE)
         except Exception as err:  # e.g. a toolkit that fails to start
             log(f"no live window ({type(err).__name__}: {err}); saving frames only")
+    # The frames come from a figure of their own, so that they are 1280 x 720 whatever the
+    # window's size, and carry the run's description where the window shows its keys.
+    footer = (f"784-500-500-2 VAE · {len(trainer.train_x)} {ds_title} training images · "
+              f"β = {beta:g} · seed {seed}")
+    views = [DemoFigure(Figure(figsize=FIGSIZE), trainer.test_labels, ds.class_names, epochs,
+                        legend_title, footer=footer)]
     if live:
-        trainer.on_step = keep_alive  # window events mid-epoch
-    fig = live.fig if live else Figure(figsize=FIGSIZE, layout="constrained")
-    panels = DemoFigure(fig, trainer.test_labels, ds.class_names)
-    if live:  # the untrained model first: the audience sees the window before epoch 1 ends
-        panels.update(vae.transform(grey), vae.generate(z_grid),
-                      f"2-D VAE on MNIST · epoch 0/{epochs} · untrained")
-        live.draw()
+        views.append(DemoFigure(live.fig, trainer.test_labels, ds.class_names, epochs,
+                                legend_title, footer=KEYS))
+    z_grid, frames, width = grid_z(), [], max(2, len(str(epochs)))
 
-    trainer.run()  # one line per epoch through log; draw() after each epoch
-    history = trainer.history
-    gif = out / "latent.gif"
-    try:
-        assemble_gif(frames, gif)
-        log(f"animation: {gif} ({_plural(len(frames), 'frame')})")
-    except Exception as err:  # Pillow missing or broken, disk full: the frames are still there
-        log(f"could not write {gif} ({type(err).__name__}: {err}); the frames are in "
-            f"{frames_dir}")
-        gif = None
-    seconds = time.perf_counter() - t_start
-    log(f"{_plural(epochs, 'epoch')} in {seconds:.1f} s ({sum(history['seconds']):.1f} s training)")
+    def decode(z) -> np.ndarray:
+        """One latent point (2,) -> its decoded image (784,), a copy for the explorer."""
+        return np.array(vae.generate(np.asarray(z, dtype=vae.dtype)[None])[0])
+
+    def frame(epoch: int, subtitle: str) -> None:
+        """Update every panel, save frames/epoch_NN.png, show it."""
+        mu, images, z = vae.transform(grey), vae.generate(z_grid), views[-1].z
+        x_at_z = decode(z)  # the explorer: z under the mouse, or 0
+        for view in views:
+            view.update(mu, images, f"{what} on {ds_title} · epoch {epoch}/{epochs} · "
+                                    f"{subtitle}{beta_note}")
+            view.update_loss(trainer.history)
+            view.explore(z, x_at_z)
+        frames.append(save_frame(views[0].fig, frames_dir / f"epoch_{epoch:0{width}d}.png"))
+        if live:
+            live.draw()
+
+    def on_epoch(trainer: Trainer, row: dict) -> None:
+        frame(row["epoch"], f"test −ELBO {row['test_loss']:.1f} nats (KL {row['test_kl']:.1f})")
+        if live:
+            live.check_stop()
+
+    trainer.on_epoch = on_epoch
     if live:
+        trainer.on_step = lambda trainer, step: live.poll(step)
+        live.attach(views[-1], decode)
+    stopped, finished, first_frame = None, False, None
+    try:
+        frame(0, "untrained (random weights)" if start_from is None else "the start model")
+        first_frame = time.perf_counter() - t_start
+        log(f"first frame after {first_frame:.1f} s: {frames[0]}")
+        if epochs:
+            trainer.run()  # one line per epoch through log; on_epoch draws each frame
+        else:
+            log("explore only (--epochs 0): nothing is trained")
+        finished = True
+    except DemoStopped as stop:
+        stopped = stop.reason
+        ck = trainer.save()
+        log(f"stopped ({stopped}) in epoch {trainer.epoch + 1}, after step "
+            f"{trainer.step_in_epoch}; checkpoint saved to {ck} (continue it with "
+            f"numpyvae train --resume --out {out})")
+    finally:  # q, a closed window, Ctrl-C or an error: the audience still gets its GIF
+        gif = _write_gif(frames, out / "latent.gif", log)
+        if live and not finished:
+            live.close()
+    seconds = time.perf_counter() - t_start
+    history = trainer.history
+    if history.get("seconds"):
+        log(f"{_plural(len(history['epoch']), 'epoch')} in {seconds:.1f} s "
+            f"({sum(history['seconds']):.1f} s training)")
+    if live and finished:
         live.wait_until_closed()
     return {"history": history, "frames": frames, "gif": gif, "model": out / CHECKPOINT,
-            "out": out, "vae": vae, "seconds": seconds}
+            "out": out, "vae": vae, "seconds": seconds, "first_frame_seconds": first_frame,
+            "stopped": stopped}
+
+
+def _write_gif(frames: list[Path], gif: Path, log: Callable[[str], None]) -> Path | None:
+    """The GIF of the frames so far; never raises (it runs while another error may be in
+    flight, and the frames are still there)."""
+    if not frames:
+        return None
+    try:
+        assemble_gif(frames, gif)
+    except Exception as err:  # Pillow missing or broken, disk full
+        log(f"could not write {gif} ({type(err).__name__}: {err}); the frames are in "
+            f"{frames[0].parent}")
+        return None
+    log(f"animation: {gif} ({_plural(len(frames), 'frame')})")
+    return gif
+
+
+def replay_run(run: str | os.PathLike[str], window: bool = True,
+               log: Callable[[str], None] = print) -> list[Path]:
+    """Play a finished demo's frames (RUN/frames/epoch_*.png) in a window, looping, full
+    screen where possible; headless, say what would play. Returns the frames."""
+    run = Path(run)
+    frames = sorted((run / "frames").glob("epoch_*.png"),
+                    key=lambda p: int(p.stem.split("_")[1]) if p.stem[6:].isdigit() else -1)
+    if not frames:
+        where = f"{run} does not exist" if not run.exists() else f"{run}/frames/ has none"
+        raise FileNotFoundError(f"nothing to replay: expected demo frames {run}/frames/"
+                                f"epoch_*.png but {where}; make them with numpyvae demo "
+                                f"--out {run}")
+    if window and window_available():
+        from .demo_window import replay
+
+        replay(frames, log)
+    else:
+        log(f"no window (--no-window, or no display or interactive backend here): would play "
+            f"{_plural(len(frames), 'frame')} from {run / 'frames'}, {frames[0].name} to "
+            f"{frames[-1].name}, looping, 0.7 s each")
+    return frames
 
 
 # --------------------------------------------------------------------------- command line
 def add_arguments(d) -> None:
     """The flags of ``numpyvae demo`` (``numpyvae.cli`` hands this its sub-parser)."""
-    d.add_argument("--epochs", type=positive(int), default=10)
+    d.add_argument("--epochs", type=non_negative(int), default=None,
+                   help="default 10; with --pretrained 0 (explore the trained model only)")
     d.add_argument("--out", type=Path, default=Path("runs/demo"))
+    d.add_argument("--dataset", choices=tuple(TITLES), default="mnist")
+    d.add_argument("--beta", type=non_negative(float), default=1.0,
+                   help="KL weight; try 4 to watch the posterior collapse")
+    d.add_argument("--pretrained", action="store_true",
+                   help="start from the shipped 2-D MNIST model (mnist-z2)")
+    d.add_argument("--replay", type=Path, default=None, metavar="RUN",
+                   help="play RUN/frames/epoch_*.png (no training)")
     d.add_argument("--train-size", type=positive(int), default=None,
                    help="training images (default 20000, so 10 epochs fit in a lecture slot)")
     d.add_argument("--seed", type=non_negative(int), default=0)
@@ -300,8 +264,27 @@ def add_arguments(d) -> None:
     d.add_argument("--no-window", action="store_true", help="never open a window")
 
 
+def _load_pretrained(dataset: str) -> VAE:
+    if dataset != "mnist":
+        raise ValueError(f"--pretrained: there is no shipped {TITLES[dataset][0]} 2-D model "
+                         "(only mnist-z2); drop --pretrained to train one live")
+    try:
+        from .pretrained import load_pretrained
+    except ImportError as err:
+        raise FileNotFoundError(f"--pretrained: this install has no shipped models ({err})") \
+            from err
+    return load_pretrained("mnist-z2")
+
+
 def main(args) -> int:
     """``numpyvae demo``: run the demo with the parsed flags; returns the exit status."""
-    run_demo(epochs=args.epochs, out=args.out, train_size=args.train_size,
-             window=not args.no_window, seed=args.seed, backend=args.backend)
+    if args.replay is not None:
+        replay_run(args.replay, window=not args.no_window)
+        return 0
+    start = _load_pretrained(args.dataset) if args.pretrained else None
+    epochs = args.epochs if args.epochs is not None else (0 if args.pretrained else 10)
+    run_demo(epochs=epochs, out=args.out, train_size=args.train_size,
+             window=not args.no_window, seed=args.seed, backend=args.backend,
+             dataset=args.dataset, beta=args.beta, start_from=start,
+             start_name="mnist-z2" if start is not None else "")
     return 0

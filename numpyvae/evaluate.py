@@ -14,9 +14,8 @@ import math
 
 import numpy as np
 
-from . import network, ops
-
-LOG_2PI = math.log(2.0 * math.pi)
+from . import ops
+from .ops import LOG_2PI
 
 
 def log_mean_exp(a: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -36,12 +35,7 @@ def _log_weights(vae, x: np.ndarray, mu, logvar, eps: np.ndarray) -> np.ndarray:
     s, r, J = eps.shape
     z = ops.reparameterize_forward(mu[None], logvar[None], eps)[0]  # (REP-1)
     xs = np.broadcast_to(x[None], (s, r, x.shape[1])).reshape(s * r, -1)
-    if vae.config.backend == "numba":  # the fused decoder: same numbers, a few times faster
-        nll = vae._engine().reconstruction_nll(xs, z.reshape(s * r, J))
-    else:
-        outputs, _ = network.decode(vae.params, z.reshape(s * r, J), vae.config.activation,
-                                    vae.config.decoder)
-        nll = network.reconstruction_nll(xs, outputs, vae.config.decoder)[0]
+    nll = vae.engine.decoder_nll(xs, z.reshape(s * r, J))  # the decoder alone
     log_px_z = -nll.reshape(s, r)
     log_pz = log_normal_diag(z.astype(np.float64), 0.0, 0.0)
     # log q(z|x) at z = mu + sigma*eps: (z - mu)^2 / sigma^2 = eps^2, no cancellation in z - mu
@@ -61,7 +55,7 @@ def importance_weighted_bound(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    X = vae._check_x(X)
+    X = vae.check_input(X)
     N = len(X)
     rows = max(1, min(N, max_rows // min(k, max_rows)))  # examples per block
     samples = max(1, min(k, max_rows // rows))  # samples per block
@@ -85,32 +79,12 @@ def importance_weighted_bound(
     return out
 
 
-def elbo_terms(vae, X: np.ndarray, rng: np.random.Generator, n_samples: int = 1,
-               batch_size: int = 1000):
-    """Per-example (reconstruction NLL, KL), averaged over n_samples noise draws, (N,) each.
-
-    The noise comes from ``rng``, not the model's generator, so evaluating never changes
-    what training does next.
-    """
-    X = vae._check_x(X)
-    recon = np.zeros(len(X))
-    kl = np.zeros(len(X))
-    for start in range(0, len(X), batch_size):
-        x = X[start : start + batch_size]
-        for _ in range(n_samples):
-            eps = rng.standard_normal((len(x), vae.n_latent), dtype=vae.dtype)
-            r, k = vae.elbo_terms(x, eps)
-            recon[start : start + len(x)] += r / n_samples
-            kl[start : start + len(x)] += k / n_samples
-    return recon, kl
-
-
 def evaluate(
     vae, X: np.ndarray, *, k: int = 0, n_samples: int = 1, rng: np.random.Generator,
     progress: bool = False,
 ) -> dict[str, float]:
     """Mean -ELBO, its reconstruction and KL parts, and (k > 0) -L_k, in nats per example."""
-    recon, kl = elbo_terms(vae, X, rng, n_samples)
+    recon, kl = vae.elbo_terms(X, n_samples=n_samples, rng=rng)
     result = {"neg_elbo": float(np.mean(recon + kl)), "recon": float(np.mean(recon)),
               "kl": float(np.mean(kl)), "n_samples": n_samples, "n_examples": len(X)}
     if k > 0:

@@ -27,6 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import kernels
+from .layers import Dense, Layout
 from .optim import Adam
 
 ACTIVATION_KERNELS = {
@@ -69,48 +70,46 @@ class _Dense:
 
     __slots__ = ("W", "b", "gW", "gb", "WT")
 
-    def __init__(self, name: str, params, grads):
-        self.W, self.b = params[f"{name}.W"], params[f"{name}.b"]
-        self.gW, self.gb = grads[f"{name}.W"], grads[f"{name}.b"]
+    def __init__(self, layer: Dense, params, grads):
+        self.W, self.b = params[layer.W], params[layer.b]
+        self.gW, self.gb = grads[layer.W], grads[layer.b]
         self.WT = self.W.T  # a view: BLAS reads it transposed, nothing is copied
 
 
 class FastEngine:
-    """Forward and backward pass of the VAE's batch loss, written into ``grads``.
+    """The engine interface of ``network.ReferenceEngine``, fused: same methods, same results.
 
-    >>> engine = FastEngine(vae.config, vae.params, vae.grads)
-    >>> loss, recon, kl = engine.forward_backward(X, eps, beta=1.0)   # same as network's
+    >>> engine = FastEngine(layout, params, grads)
+    >>> loss, recon, kl = engine.forward_backward(X, eps, beta=1.0)   # same as the reference
 
-    ``params`` and ``grads`` are ``numpyvae.params.Parameters`` with the layout of
-    ``network.layer_shapes``; gradients land in ``grads.flat`` through its named views.
+    ``params`` and ``grads`` are ``numpyvae.params.Parameters`` with the layout's shapes;
+    gradients land in ``grads.flat`` through its named views.
     """
 
-    def __init__(self, config, params, grads):
-        if config.activation not in ACTIVATION_KERNELS:
+    def __init__(self, layout: Layout, params, grads):
+        if layout.activation not in ACTIVATION_KERNELS:
             raise ValueError(
-                f"activation {config.activation!r} has no fused kernel; "
+                f"activation {layout.activation!r} has no fused kernel; "
                 f"choose one of {sorted(ACTIVATION_KERNELS)}"
             )
-        if config.decoder not in ("bernoulli", "gaussian"):
-            raise ValueError(f"decoder {config.decoder!r}; expected 'bernoulli' or 'gaussian'")
         if params.dtype != grads.dtype or params.shapes != grads.shapes:
             raise ValueError("params and grads must share one layout and dtype")
-        self.config = config
+        if params.shapes != layout.shapes():
+            raise ValueError("params do not have the layout's shapes")
+        self.layout = layout
         self.params = params
         self.grads = grads
         self.dtype = np.dtype(params.dtype)
-        self.activate = ACTIVATION_KERNELS[config.activation]
-        self.gaussian = config.decoder == "gaussian"
+        self.activate = ACTIVATION_KERNELS[layout.activation]
+        self.gaussian = layout.gaussian
 
-        def layers(prefix):
-            return [_Dense(n[:-2], params, grads) for n in params.shapes
-                    if n.startswith(prefix) and n.endswith(".W")]
+        def dense(layers):
+            return [_Dense(layer, params, grads) for layer in layers]
 
-        self.enc, self.dec = layers("enc.h"), layers("dec.h")
-        self.mu, self.logvar = _Dense("enc.mu", params, grads), _Dense("enc.logvar", params, grads)
-        head_names = ["dec.mu", "dec.logvar"] if self.gaussian else ["dec.out"]
-        self.heads = [_Dense(n, params, grads) for n in head_names]
-        self.D, self.J = int(config.n_input), int(config.n_latent)
+        self.enc, self.dec = dense(layout.enc_hidden), dense(layout.dec_hidden)
+        self.mu, self.logvar = dense(layout.enc_heads)
+        self.heads = dense(layout.dec_heads)
+        self.D, self.J = layout.dec_heads[0].fan_out, layout.enc_heads[0].fan_out
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
 
     # ------------------------------------------------------------------ buffers
@@ -244,7 +243,13 @@ class FastEngine:
         recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
         return recon + beta * kl, recon, kl
 
-    def reconstruction_nll(self, X, z) -> np.ndarray:
+    def elbo_terms(self, X, eps) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (reconstruction NLL, KL) in nats, shapes (B,), as new arrays."""
+        x, eps, ws = self._inputs(X, eps)
+        self._forward(x, eps, ws, ws.db_scratch)
+        return ws.recon.copy(), ws.kl.copy()
+
+    def decoder_nll(self, X, z) -> np.ndarray:
         """-log p(x|z) per row (B,) for given latents z (B, J): the decoder alone, as a new
         array. What the importance-weighted bound evaluates thousands of times per image."""
         x, z, ws = self._inputs(X, z)
@@ -252,11 +257,27 @@ class FastEngine:
         self._decode_loss(x, ws, ws.db_scratch)
         return ws.recon.copy()
 
-    def elbo_terms(self, X, eps) -> tuple[np.ndarray, np.ndarray]:
-        """Per-example (reconstruction NLL, KL) in nats, shapes (B,), as new arrays."""
-        x, eps, ws = self._inputs(X, eps)
-        self._forward(x, eps, ws, ws.db_scratch)
-        return ws.recon.copy(), ws.kl.copy()
+    def encode(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """X (B, D) -> (mu, logvar), each (B, J), as new arrays."""
+        X = np.asarray(X)
+        ws = self._workspace(X.shape[0])
+        h = X
+        for layer, out, dact in zip(self.enc, ws.enc_h, ws.enc_d, strict=True):
+            np.matmul(h, layer.W, out=out)  # (DENSE-1); the kernel adds b
+            self.activate(out, layer.b, dact)
+            h = out
+        return h @ self.mu.W + self.mu.b, h @ self.logvar.W + self.logvar.b  # (DENSE-1)
+
+    def decode(self, z) -> tuple[np.ndarray, ...]:
+        """z (B, J) -> (logits,) or (mean, logvar), each (B, D), as new arrays."""
+        z = np.asarray(z)
+        ws = self._workspace(z.shape[0])
+        h = z
+        for layer, out, dact in zip(self.dec, ws.dec_h, ws.dec_d, strict=True):
+            np.matmul(h, layer.W, out=out)
+            self.activate(out, layer.b, dact)
+            h = out
+        return tuple(h @ head.W + head.b for head in self.heads)  # (DENSE-1)
 
 
 class FastAdam(Adam):
@@ -289,3 +310,6 @@ class FastAdam(Adam):
         c2 = 1.0 - b2**self.t
         kernels.adam_step(theta, grad, m, self.v, T(b1), T(1.0 - b1), T(b2), T(1.0 - b2),
                           T(1.0 / math.sqrt(c2)), T(self.eps), T(self.lr / c1))
+
+
+FastEngine.Adam = FastAdam  # the optimiser that goes with this engine

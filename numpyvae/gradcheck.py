@@ -152,3 +152,11 @@ def check_model(
 
     return check_gradients(f, vae.parameters(), grads, h=h, tol=tol,
                            max_entries=max_entries, rng=rng)
+
+
+def randomize_biases(vae, rng: np.random.Generator, scale: float = 0.1) -> None:
+    """Give every bias of ``vae`` small random values, in place. Fresh models have zero biases,
+    and a check at zero can miss a bias gradient that is wrong only away from zero."""
+    for name, p in vae.parameters().items():
+        if name.endswith(".b"):
+            p[...] = rng.normal(0, scale, p.shape)

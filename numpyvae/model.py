@@ -10,97 +10,21 @@ of the batch it is used for.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import math
-import os
 from collections import OrderedDict
 
 import numpy as np
 
-from . import network, ops
-from .optim import make_optimizer
+from . import engines
+from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from .config import VAEConfig
+from .errors import CheckpointError
+from .layers import layout as make_layout
+from .network import decoder_mean
+from .ops import INITS, reparameterize_forward
 from .params import Parameters
 
-ACTIVATION_NAMES = ("softplus", "relu", "tanh")
-DECODERS = ("bernoulli", "gaussian")
-DTYPES = ("float32", "float64")
-BACKENDS = ("numpy", "numba")
-BACKEND_ENV = "NUMPYVAE_BACKEND"
-
-
-def default_backend() -> str:
-    """"numba" (the fused kernels), unless $NUMPYVAE_BACKEND names another backend."""
-    backend = os.environ.get(BACKEND_ENV, "numba")
-    if backend not in BACKENDS:
-        raise ValueError(f"${BACKEND_ENV}={backend!r}; expected one of {list(BACKENDS)}")
-    return backend
-
-
-@dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    """Everything that defines a model and its optimiser; stored in every checkpoint."""
-
-    n_input: int = 784
-    hidden: tuple[int, ...] = (500, 500)
-    n_latent: int = 20
-    activation: str = "softplus"
-    decoder: str = "bernoulli"
-    dtype: str = "float32"
-    seed: int = 0
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    adam_eps: float = 1e-8
-    decoder_hidden: tuple[int, ...] | None = None
-    init: str = "xavier"
-    backend: str = dataclasses.field(default_factory=default_backend)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if self.decoder_hidden is not None:
-            object.__setattr__(self, "decoder_hidden", tuple(int(h) for h in self.decoder_hidden))
-        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
-        for name in ("n_input", "n_latent"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive width, got {getattr(self, name)!r}")
-        for side, widths in (("hidden", self.hidden), ("decoder_hidden", self.decoder_hidden)):
-            if widths is not None and any(w < 1 for w in widths):
-                raise ValueError(
-                    f"{side}={widths}: every layer needs at least one unit; drop the layer or "
-                    "give it a positive width"
-                )
-        _check_choice("activation", self.activation, ACTIVATION_NAMES)
-        _check_choice("decoder", self.decoder, DECODERS)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("backend", self.backend, BACKENDS)
-        _check_choice("optimizer", self.optimizer, ("adam", "sgd"))
-        _check_choice("init", self.init, tuple(ops.INITS))
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(
-                f"learning_rate must be positive, got {self.learning_rate!r}; the seed uses 1e-3"
-            )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        for key in ("hidden", "decoder_hidden"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
-        return cls(**d)
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+__all__ = ["VAE", "VAEConfig", "save_checkpoint", "load_checkpoint"]
 
 
 class VAE:
@@ -141,31 +65,38 @@ class VAE:
         self._build(cfg)
 
     @classmethod
-    def from_config(cls, cfg: VAEConfig) -> VAE:
+    def from_config(cls, cfg: VAEConfig, *, ops=None, backward=None, adam=None) -> VAE:
+        """The model ``cfg`` describes, freshly initialised.
+
+        For exercises, ``ops`` (a module with ``numpyvae.ops``'s names), ``backward`` (a function
+        with ``network.backward``'s signature) and ``adam`` (a class with ``optim.Adam``'s
+        constructor and ``step``) replace the reference's own; they need backend "numpy".
+        """
         vae = cls.__new__(cls)
-        vae._build(cfg)
+        vae._build(cfg, ops=ops, backward=backward, adam=adam)
         return vae
 
-    def _build(self, cfg: VAEConfig) -> None:
+    def _build(self, cfg: VAEConfig, ops=None, backward=None, adam=None) -> None:
         self.config = cfg
         self.dtype = np.dtype(cfg.dtype)
         self.rng = np.random.default_rng(cfg.seed)
-        shapes = network.layer_shapes(
-            cfg.n_input, cfg.hidden, cfg.n_latent, cfg.decoder, cfg.decoder_hidden
-        )
-        self.params = Parameters(shapes, self.dtype)
+        self.layout = make_layout(cfg)
+        self.params = Parameters(self.layout.shapes(), self.dtype)
         self.grads = self.params.zeros_like()
-        for name, view in self.params.items():
-            if name.endswith(".W"):  # biases stay zero
-                view[...] = ops.INITS[cfg.init](*view.shape, rng=self.rng, dtype=self.dtype)
-        opt_kwargs = {} if cfg.optimizer == "sgd" else {
-            "beta1": cfg.beta1, "beta2": cfg.beta2, "eps": cfg.adam_eps}
-        self.optimizer = make_optimizer(
-            cfg.optimizer, self.params.size, self.dtype, cfg.learning_rate,
-            backend=cfg.backend, **opt_kwargs
-        )
+        init = INITS[cfg.init]
+        for layer in self.layout.layers:  # forward order; biases stay zero
+            self.params[layer.W][...] = init(layer.fan_in, layer.fan_out, rng=self.rng,
+                                             dtype=self.dtype)
+        self._substitutes = (ops, backward, adam)
+        self._engine, self.optimizer = engines.build(cfg, self.layout, self.params, self.grads,
+                                                     ops=ops, backward=backward, adam=adam)
         self._eps_buffers: dict[int, np.ndarray] = {}
-        self.engine = None  # the fused path is built on first use (see numpyvae.fast)
+
+    @property
+    def engine(self):
+        """The engine computing this model's maths (``network.ReferenceEngine`` for backend
+        "numpy", ``fast.FastEngine`` for "numba"), chosen once, at construction."""
+        return self._engine
 
     # ------------------------------------------------------------------ properties
     @property
@@ -181,7 +112,8 @@ class VAE:
         return OrderedDict(self.params.items())
 
     # ------------------------------------------------------------------ input checks
-    def _check_x(self, X, what: str = "X") -> np.ndarray:
+    def check_input(self, X, what: str = "X") -> np.ndarray:
+        """X as a 2-D array of the model's dtype, or a ValueError saying what is wrong."""
         X = np.asarray(X)
         if X.ndim == 1:
             X = X[None, :]
@@ -217,6 +149,13 @@ class VAE:
             raise ValueError("z contains NaN or inf")
         return z
 
+    def _check_eps(self, eps, n: int) -> np.ndarray:
+        eps = np.asarray(eps, dtype=self.dtype)
+        if eps.shape != (n, self.n_latent):
+            raise ValueError(f"eps has shape {eps.shape}; expected {(n, self.n_latent)}: one "
+                             f"row of {self.n_latent} standard normal draws per example")
+        return eps
+
     # ------------------------------------------------------------------ training
     def loss_and_gradients(self, X, eps, beta: float = 1.0):
         """Mean negative ELBO per example and name -> gradient, with the noise eps given.
@@ -224,33 +163,16 @@ class VAE:
         With eps fixed the loss is a deterministic function of the parameters: this is what
         ``numpyvae.gradcheck`` differentiates numerically. X (B, D), eps (B, J).
         """
-        X = self._check_x(X)
-        eps = np.asarray(eps, dtype=self.dtype)
-        if eps.shape != (X.shape[0], self.n_latent):
-            raise ValueError(f"eps has shape {eps.shape}; expected {(X.shape[0], self.n_latent)}")
-        loss, _, _ = self._forward_backward(X, eps, beta)
+        X = self.check_input(X)
+        eps = self._check_eps(eps, X.shape[0])
+        loss, _, _ = self._engine.forward_backward(X, eps, beta)
         return loss, OrderedDict((name, g.copy()) for name, g in self.grads.items())
-
-    def _engine(self):
-        """The fused twin of ``network`` (backend "numba"), built on first use."""
-        if self.engine is None:
-            from .fast import FastEngine
-
-            self.engine = FastEngine(self.config, self.params, self.grads)
-        return self.engine
-
-    def _forward_backward(self, X, eps, beta):
-        if self.config.backend == "numba":
-            return self._engine().forward_backward(X, eps, beta)
-        return network.forward_backward(
-            self.params, self.grads, X, eps, self.config.activation, self.config.decoder, beta
-        )
 
     def step(self, X: np.ndarray, beta: float = 1.0, eps: np.ndarray | None = None):
         """One optimiser step on a checked batch; returns (loss, recon, kl) batch means."""
         if eps is None:
             eps = self._noise(X.shape[0])
-        loss, recon, kl = self._forward_backward(X, eps, beta)
+        loss, recon, kl = self._engine.forward_backward(X, eps, beta)
         self.optimizer.step(self.params.flat, self.grads.flat)
         return loss, recon, kl
 
@@ -263,7 +185,7 @@ class VAE:
 
     def partial_fit(self, X, beta: float = 1.0) -> float:
         """One optimiser step on the batch X (any number of rows); returns its mean -ELBO."""
-        return self.step(self._check_x(X), beta)[0]
+        return self.step(self.check_input(X), beta)[0]
 
     def fit(self, X, epochs: int = 1, batch_size: int = 100, beta: float = 1.0) -> VAE:
         """Train on X (N, D) for some epochs, reshuffled each epoch with the model's rng.
@@ -271,7 +193,7 @@ class VAE:
         ``self.history_`` holds the mean training loss per epoch. For data sets, binarisation,
         checkpoints and progress bars, use ``numpyvae.train`` (in ``numpyvae.training``).
         """
-        X = self._check_x(X)
+        X = self.check_input(X)
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
         self.history_ = []
@@ -290,19 +212,15 @@ class VAE:
 
     def encode(self, X) -> tuple[np.ndarray, np.ndarray]:
         """X (N, D) -> (mu, logvar), each (N, J): the parameters of q(z|x)."""
-        X = self._check_x(X)
-        mu, logvar, _ = network.encode(self.params, X, self.config.activation)
-        return mu, logvar
+        return self._engine.encode(self.check_input(X))
 
     def transform(self, X) -> np.ndarray:
         """X (N, D) -> mu (N, J), the mean of q(z|x)."""
-        X = self._check_x(X)
-        return self._batched(lambda x: network.encode(self.params, x, self.config.activation)[0], X)
+        return self._batched(lambda x: self._engine.encode(x)[0], self.check_input(X))
 
     def decode(self, z) -> tuple[np.ndarray, ...]:
         """z (N, J) -> the decoder's outputs: (logits,) or (mean, logvar)."""
-        return network.decode(self.params, self._check_z(z), self.config.activation,
-                              self.config.decoder)[0]
+        return self._engine.decode(self._check_z(z))
 
     def generate(self, z=None, n: int = 1) -> np.ndarray:
         """Decoder mean for z (N, J); with z=None, for n draws z ~ N(0, I) from the model's rng."""
@@ -310,60 +228,111 @@ class VAE:
             if n < 1:
                 raise ValueError(f"n must be >= 1, got {n}")
             z = self.rng.standard_normal((n, self.n_latent), dtype=self.dtype)
-        return network.decoder_mean(self.decode(z), self.config.decoder)
+        return decoder_mean(self.decode(z), self.config.decoder)
 
     def reconstruct(self, X, sample: bool = False) -> np.ndarray:
         """Decoder mean of x -> z -> x'. z is the posterior mean, or a draw if ``sample``."""
         mu, logvar = self.encode(X)
         if sample:
             eps = self.rng.standard_normal(mu.shape, dtype=self.dtype)
-            mu = ops.reparameterize_forward(mu, logvar, eps)[0]
+            mu = reparameterize_forward(mu, logvar, eps)[0]  # (REP-1)
         return self.generate(mu)
 
-    def elbo_terms(self, X, eps=None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-example (reconstruction NLL, KL) in nats, one z-sample each, shapes (N,)."""
-        X = self._check_x(X)
-        if eps is None:
-            eps = self.rng.standard_normal((len(X), self.n_latent), dtype=self.dtype)
-        if self.config.backend == "numba":
-            return self._engine().elbo_terms(X, eps)
-        mu, logvar, _ = network.encode(self.params, X, self.config.activation)
-        z = ops.reparameterize_forward(mu, logvar, eps)[0]
-        outputs, _ = network.decode(self.params, z, self.config.activation, self.config.decoder)
-        recon = network.reconstruction_nll(X, outputs, self.config.decoder)[0]
-        kl = ops.kl_standard_normal_forward(mu, logvar)[0]
+    def elbo_terms(self, X, eps=None, *, n_samples: int = 1, rng: np.random.Generator | None = None,
+                   batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (reconstruction NLL, KL) in nats, shapes (N,), float64.
+
+        With ``eps`` (N, J): that one z-sample per example. Without: the mean over ``n_samples``
+        draws from ``rng`` (default: the model's generator; pass your own so that evaluating
+        never changes what training does next). In blocks of ``batch_size`` examples.
+        """
+        X = self.check_input(X)
+        if eps is not None:
+            eps = self._check_eps(eps, len(X))
+        elif n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        rng = self.rng if rng is None else rng
+        recon, kl = np.zeros(len(X)), np.zeros(len(X))
+        for start in range(0, len(X), batch_size):
+            x = X[start : start + batch_size]
+            rows = slice(start, start + len(x))
+            if eps is not None:
+                recon[rows], kl[rows] = self._engine.elbo_terms(x, eps[rows])
+                continue
+            for _ in range(n_samples):
+                r, k = self._engine.elbo_terms(
+                    x, rng.standard_normal((len(x), self.n_latent), dtype=self.dtype))
+                recon[rows] += r / n_samples
+                kl[rows] += k / n_samples
         return recon, kl
 
-    def score(self, X, n_samples: int = 1, batch_size: int = 1000) -> float:
+    def score(self, X, n_samples: int = 1, batch_size: int = 1000,
+              rng: np.random.Generator | None = None) -> float:
         """Mean ELBO per example in nats (higher is better), averaged over n_samples z-draws."""
-        from .evaluate import elbo_terms
-
-        recon, kl = elbo_terms(self, X, self.rng, n_samples, batch_size)
+        recon, kl = self.elbo_terms(X, n_samples=n_samples, rng=rng, batch_size=batch_size)
         return -float(np.mean(recon + kl))  # (ELBO-1): ELBO = E_q[log p(x|z)] - KL
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Save parameters, optimiser and RNG state and config to ``path`` (.npz, atomic)."""
-        from .checkpoint import save_checkpoint
+    def save(self, path, train_state: dict | None = None, *, with_state: bool = True):
+        """Save config and parameters to ``path`` (.npz, atomic), with the optimiser and RNG
+        state (``with_state``, for resuming) and the training loop's ``train_state``."""
+        return write_checkpoint(
+            path, self.config, self.params.flat,
+            optimizer=self.optimizer.state() if with_state else None,
+            rng=self.rng.bit_generator.state if with_state else None, train_state=train_state)
 
-        save_checkpoint(path, self)
+    @classmethod
+    def from_checkpoint(cls, ck: Checkpoint, source="checkpoint") -> VAE:
+        """The model a verified ``Checkpoint`` holds (optimiser and RNG state where present)."""
+        vae = cls.from_config(ck.config)
+        vae.params.flat[...] = ck.params
+        if ck.optimizer is not None:
+            vae.optimizer.load_state(ck.optimizer)
+        if ck.rng is not None:
+            try:
+                vae.rng.bit_generator.state = ck.rng
+            except Exception as e:  # a foreign or damaged state dict
+                raise CheckpointError(f"{source}: bad RNG state ({e})") from e
+        return vae
 
     @classmethod
     def load(cls, path) -> VAE:
         """Load a model saved with ``save`` (or a training checkpoint); never unpickles."""
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path)[0]
+        return cls.from_checkpoint(read_checkpoint(path), source=path)
 
     def __getstate__(self) -> dict:
-        """For pickle and copy.deepcopy: the fused engine holds views of this model's buffers
-        and is rebuilt on first use by the copy, against the copy's buffers."""
+        """For pickle and copy.deepcopy: the engine holds views of this model's buffers, so the
+        copy builds its own (the reference ops: substituted ones are not copied)."""
         state = self.__dict__.copy()
-        state["engine"] = None
+        del state["_engine"]
         state["_eps_buffers"] = {}
+        state["_substitutes"] = (None, None, None)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._engine = engines.engine_class(self.config.backend)(self.layout, self.params,
+                                                                 self.grads)
 
     def __repr__(self) -> str:
         c = self.config
         return (f"VAE(n_input={c.n_input}, hidden={c.hidden}, n_latent={c.n_latent}, "
                 f"activation={c.activation!r}, decoder={c.decoder!r}, dtype={c.dtype!r})")
+
+
+def save_checkpoint(path, vae: VAE, train_state: dict | None = None):
+    """Write ``vae`` with its optimiser and RNG state (and ``train_state``) to ``path``."""
+    return vae.save(path, train_state)
+
+
+def load_checkpoint(path, expect_config: VAEConfig | None = None) -> tuple[VAE, dict]:
+    """(vae, train_state) from ``path``; with ``expect_config``, the architecture must match."""
+    ck = read_checkpoint(path)
+    if expect_config is not None:
+        diff = ck.config.architecture_diff(expect_config)
+        if diff:
+            got = {k: a for k, (a, _) in diff.items()}
+            want = {k: b for k, (_, b) in diff.items()}
+            raise CheckpointError(f"{path}: checkpoint is of another architecture: {got}, "
+                                  f"expected {want}; use a matching --out directory")
+    return VAE.from_checkpoint(ck, source=path), ck.train_state

@@ -127,33 +127,49 @@ def forward(params, layout: Layout, x: np.ndarray, eps: np.ndarray, beta: float 
 def backward(cache: ForwardCache, grads, ops=reference_ops) -> None:
     """Every parameter gradient of the batch-mean loss, written into ``grads``."""
     B, beta, x, layout = cache.x.shape[0], cache.beta, cache.x, cache.layout
+    ### BEGIN SOLUTION
+    ### HINT: weight each example's NLL as the batch mean does, then the decoder's loss backward
     # each example's loss enters the batch mean with weight 1/B  (ELBO-3)
     drecon = np.full(B, 1.0 / B, dtype=x.dtype)
     if layout.decoder == "bernoulli":
         douts = (ops.bce_with_logits_backward(drecon, cache.rec_cache),)  # (BER-3)
     else:
         douts = ops.gaussian_nll_backward(drecon, cache.rec_cache)  # (GAU-2), (GAU-3)
+    ### END SOLUTION
     hidden_caches, head_caches = cache.dec_cache
+    ### BEGIN SOLUTION
+    ### HINT: each head's dense_backward into grads (DENSE-4); heads that read one h add;
+    ### HINT: then _mlp_backward down to dz
     dh = 0
     for dout, (head, head_cache) in zip(douts, head_caches, strict=True):
         dh_head, grads[head.W][...], grads[head.b][...] = ops.dense_backward(dout, head_cache)
         dh = dh + dh_head  # both Gaussian heads read the same h: their gradients add
     dz = _mlp_backward(dh, hidden_caches, grads, layout.activation, ops, need_dx=True)
+    ### END SOLUTION
 
     # two paths meet at mu and logvar: through the sample z, and through the KL term
+    ### BEGIN SOLUTION
+    ### HINT: dmu and dlogvar along the sample path and the KL path (weight beta/B each); paths add
     dmu, dlogvar = ops.reparameterize_backward(dz, cache.rep_cache)  # (REP-2), (REP-3)
     dmu_kl, dlogvar_kl = ops.kl_standard_normal_backward(
         np.full(B, beta / B, x.dtype), cache.kl_cache)  # (KL-2), (KL-3), weight beta/B
     dmu = dmu + dmu_kl
     dlogvar = dlogvar + dlogvar_kl
+    ### END SOLUTION
 
     enc_caches, mu_cache, lv_cache = cache.enc_cache
     mu_layer, lv_layer = layout.enc_heads
+    ### BEGIN SOLUTION
+    ### HINT: both heads' dense_backward into grads; both read the same h, so add; then the encoder
     dh_mu, grads[mu_layer.W][...], grads[mu_layer.b][...] = ops.dense_backward(dmu, mu_cache)
     dh_lv, grads[lv_layer.W][...], grads[lv_layer.b][...] = ops.dense_backward(
         dlogvar, lv_cache
     )
     _mlp_backward(dh_mu + dh_lv, enc_caches, grads, layout.activation, ops, need_dx=False)
+    ### END SOLUTION
+
+
+_reference_backward = backward  # ReferenceEngine's default (its argument shadows the name)
 
 
 def forward_backward(params, grads, layout: Layout, x: np.ndarray, eps: np.ndarray,
@@ -176,12 +192,17 @@ class ReferenceEngine:
 
     Adam = Adam  # the optimiser that goes with this engine (fast.py pairs FastAdam)
 
-    def __init__(self, layout: Layout, params, grads, ops=reference_ops):
+    def __init__(self, layout: Layout, params, grads, ops=reference_ops, backward=None):
+        """``ops``: the forward/backward pairs to build from; ``backward``: a function with the
+        signature of this module's ``backward`` to use in its place (both for exercises)."""
         self.layout, self.params, self.grads, self.ops = layout, params, grads, ops
+        self._backward = _reference_backward if backward is None else backward
 
     def forward_backward(self, x, eps, beta: float = 1.0) -> tuple[float, float, float]:
         """Batch-mean (loss, recon, kl) of x (B, D) with noise eps (B, J); writes ``grads``."""
-        return forward_backward(self.params, self.grads, self.layout, x, eps, beta, self.ops)
+        loss, recon, kl, cache = forward(self.params, self.layout, x, eps, beta, self.ops)
+        self._backward(cache, self.grads, self.ops)
+        return float(loss.mean()), float(recon.mean()), float(kl.mean())
 
     def elbo_terms(self, x, eps) -> tuple[np.ndarray, np.ndarray]:
         """Per-example (reconstruction NLL, KL) in nats, shapes (B,): the forward pass alone."""

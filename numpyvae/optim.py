@@ -36,7 +36,10 @@ class SGD:
 
     def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
         self.t += 1
+        ### BEGIN SOLUTION
+        ### HINT: update theta in place: theta -= ...
         theta -= self.lr * grad  # (SGD-1)
+        ### END SOLUTION
 
     def state(self) -> dict[str, np.ndarray]:
         return {"t": np.array(self.t, dtype=np.int64)}
@@ -72,6 +75,9 @@ class Adam:
     def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
         b1, b2, tmp = self.beta1, self.beta2, self._tmp
         self.t += 1
+        ### BEGIN SOLUTION
+        ### HINT: update the moments self.m and self.v, then theta in place (theta -= ...);
+        ### HINT: the step number t is self.t
         self.m *= b1
         np.multiply(grad, 1.0 - b1, out=tmp)
         self.m += tmp  # (ADAM-1)
@@ -88,6 +94,7 @@ class Adam:
         np.divide(self.m, tmp, out=tmp)
         tmp *= self.lr / c1
         theta -= tmp  # (ADAM-4)
+        ### END SOLUTION
 
     def state(self) -> dict[str, np.ndarray]:
         return {"t": np.array(self.t, dtype=np.int64), "m": self.m, "v": self.v}

@@ -1,7 +1,8 @@
 """Figures for a trained VAE, built on ``matplotlib.figure.Figure`` (no pyplot, works headless).
 
 Every public function takes plain arrays (images as ``(n, D)`` in [0, 1] plus ``image_shape``)
-or callables, and returns a ``Figure``; nothing here imports the rest of ``numpyvae``.
+or callables, and returns a ``Figure``; the numerics behind them (PCA, Φ⁻¹, interpolation)
+are in ``numpyvae.latent``, and this module imports nothing else of ``numpyvae``.
 ``all_figures`` makes the whole set from any object with the ``_Model`` methods.
 """
 
@@ -19,6 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .atomic import atomic_write
+from .latent import interpolate_latents, norm_cdf, norm_ppf, pca2
+
+__all__ = ["interpolate_latents", "norm_ppf", "pca2"]  # re-exported: figures' numerics
 
 _GREY = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0, "interpolation": "nearest"}
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -85,19 +89,6 @@ def reconstruction_figure(x: np.ndarray, x_recon: np.ndarray, image_shape: tuple
     return fig
 
 
-def _pca2(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project onto the first two principal components (SVD of centred data).
-
-    Returns (projection (n, 2), fraction of variance of each component (2,), the two unit
-    directions (2, J)). Signs are fixed so each component's largest loading is positive, making
-    the picture reproducible.
-    """
-    centred = mu - mu.mean(axis=0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    vt = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]
-    return centred @ vt.T, (s[:2] ** 2) / max(float(np.sum(s**2)), 1e-300), vt
-
-
 def latent_scatter_figure(mu: np.ndarray, labels: np.ndarray | None = None,
                           class_names: Sequence[str] | Mapping[int, str] | None = None) -> Figure:
     """Scatter of the encoder means μ, coloured by class; PCA to 2-D if the latent is wider."""
@@ -113,7 +104,7 @@ def latent_scatter_figure(mu: np.ndarray, labels: np.ndarray | None = None,
         ax.set_ylabel(_z(1))
         ax.set_title("Encoder means μ of test images")
     else:
-        xy, frac, _ = _pca2(mu)
+        xy, frac, _ = pca2(mu)
         ax.set_xlabel(f"PC 1 ({100 * frac[0]:.1f}% var)")
         ax.set_ylabel(f"PC 2 ({100 * frac[1]:.1f}% var)")
         ax.set_title(f"PCA projection of μ ({J}-D latent)")
@@ -145,44 +136,6 @@ def latent_scatter_figure(mu: np.ndarray, labels: np.ndarray | None = None,
 
 # Acklam's rational approximation to the inverse normal CDF (|rel. error| < 1.15e-9 before
 # refinement); https://web.archive.org/web/2015/http://home.online.no/~pjacklam/notes/invnorm/
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-      6.680131188771972e01, -1.328068155288572e01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758276161838e00,
-      -2.549671010229297e00, 4.374664141464968e00, 2.938163982698783e00)
-_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
-_erfc = np.vectorize(math.erfc, otypes=[float])
-
-
-def norm_ppf(p: float | np.ndarray) -> float | np.ndarray:
-    """Φ⁻¹(p), the standard normal quantile, for p in (0, 1); vectorised, no SciPy.
-
-    Acklam's approximation on the lower half q = min(p, 1 - p) (1 - p is exact for p >= 0.5),
-    one Halley step on Φ(x) - q with Φ(x) = erfc(-x/√2)/2, then the sign from symmetry.
-    """
-    p_arr = np.asarray(p, dtype=float)
-    bad = p_arr[~((p_arr > 0) & (p_arr < 1))]  # also catches NaN
-    if bad.size:
-        raise ValueError(f"norm_ppf needs probabilities strictly inside (0, 1), got {bad[:3]} "
-                         f"({bad.size} bad in all); Φ⁻¹(0) and Φ⁻¹(1) are ∓inf, so clip p first")
-    q = np.minimum(p_arr, 1.0 - p_arr)  # lower half, q in (0, 0.5]
-    t = np.sqrt(-2.0 * np.log(q))  # tail region, q < 0.02425
-    tail = (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]) / \
-        ((((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1.0)
-    r = q - 0.5
-    s = r * r  # central region
-    central = (((((_A[0] * s + _A[1]) * s + _A[2]) * s + _A[3]) * s + _A[4]) * s + _A[5]) * r / \
-        (((((_B[0] * s + _B[1]) * s + _B[2]) * s + _B[3]) * s + _B[4]) * s + 1.0)
-    x = np.where(q < 0.02425, tail, central)
-    # Halley: e = Φ(x) - q, u = e / φ(x); x <- x - u / (1 + x u / 2)
-    e = 0.5 * _erfc(-x / math.sqrt(2.0)) - q
-    u = e * math.sqrt(2.0 * math.pi) * np.exp(0.5 * x * x)
-    x = x - u / (1.0 + 0.5 * x * u)
-    x = np.where(p_arr > 0.5, -x, x)
-    return float(x) if x.ndim == 0 else x
-
-
 def manifold_figure(decode: Callable[[np.ndarray], np.ndarray], image_shape: tuple[int, int],
                     n: int = 20, span: float = 3.0, grid: str = "linear",
                     dims: tuple[int, int] = (0, 1), n_latent: int = 2,
@@ -242,7 +195,7 @@ def manifold_figure(decode: Callable[[np.ndarray], np.ndarray], image_shape: tup
     if grid == "linear":
         frac = (ticks + span) / (2 * span) * (n - 1)
     else:
-        frac = n * 0.5 * _erfc(-ticks / math.sqrt(2.0)) - 0.5
+        frac = n * norm_cdf(ticks) - 0.5
     labels = [f"{round(t, 2):g}" for t in ticks]
     ax.set_xticks(frac * w + (w - 1) / 2, labels)
     ax.set_yticks((n - 1 - frac) * h + (h - 1) / 2, labels)
@@ -263,35 +216,6 @@ def samples_figure(images: np.ndarray, image_shape: tuple[int, int], nrow: int |
     _image_axes(fig.subplots(), grid_canvas(imgs, image_shape, nrow, ncol))
     fig.suptitle(title)
     return fig
-
-
-def interpolate_latents(z0: np.ndarray, z1: np.ndarray, steps: int,
-                        method: str = "linear") -> np.ndarray:
-    """Points from z0 to z1 inclusive, shape (steps, J).
-
-    "linear": (1 - t) z0 + t z1. "slerp": along the great circle, sin((1-t)Ω)/sin Ω z0 +
-    sin(tΩ)/sin Ω z1 with cos Ω the cosine between them; for equal norms every point keeps
-    that norm, whereas the linear midpoint shrinks towards the origin, where a J-D standard
-    normal prior has little mass (its samples concentrate near radius √J).
-    """
-    z0, z1 = np.asarray(z0, dtype=float), np.asarray(z1, dtype=float)
-    if z0.ndim != 1 or z0.shape != z1.shape or steps < 2:
-        raise ValueError(f"need two 1-D latents of equal length and steps >= 2, got shapes "
-                         f"{z0.shape}, {z1.shape} and steps={steps}")
-    t = np.linspace(0.0, 1.0, steps)[:, None]
-    if method == "linear":
-        out = (1.0 - t) * z0 + t * z1
-    elif method == "slerp":
-        norms = np.linalg.norm(z0) * np.linalg.norm(z1)
-        omega = math.acos(np.clip(z0 @ z1 / norms, -1.0, 1.0)) if norms > 0 else 0.0
-        if math.sin(omega) < 1e-8:  # (anti)parallel: the great circle is undefined
-            out = (1.0 - t) * z0 + t * z1
-        else:
-            out = (np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / math.sin(omega)
-    else:
-        raise ValueError(f"method={method!r}; expected 'linear' or 'slerp'")
-    out[0], out[-1] = z0, z1
-    return out
 
 
 def interpolation_figure(images: np.ndarray, image_shape: tuple[int, int],
@@ -409,7 +333,7 @@ def all_figures(model: _Model, test_images: np.ndarray, test_labels: np.ndarray 
     figs["latent_scatter"] = latent_scatter_figure(mu_test, None if y is None else y[:5000],
                                                    class_names)
     # J > 2: the manifold spans the scatter's plane (a coordinate pair may be collapsed units)
-    basis = _pca2(mu_test)[2] if J > 2 and len(mu_test) > 2 else None
+    basis = pca2(mu_test)[2] if J > 2 and len(mu_test) > 2 else None
     for name, grid in (("manifold", "linear"), ("manifold_ppf", "ppf")):
         figs[name] = manifold_figure(model.generate, image_shape, grid=grid, n_latent=J,
                                      basis=basis)

@@ -1,12 +1,6 @@
 """The training loop: data set -> epochs of Adam steps -> history, checkpoints and figures.
 
-A run lives in one directory::
-
-    runs/<name>/config.json      model and training configuration
-                history.csv/json one row per epoch: train and test -ELBO, recon, KL, beta, seconds
-                checkpoint.npz   parameters, Adam state, RNG state, position in the run
-                results.json     final test evaluation (ELBO, importance-weighted bound)
-                figures/*.png    every figure of numpyvae.plots
+A run lives in one directory (its layout: ``numpyvae.runs``).
 
 Determinism: the data order and binarisation draws of epoch e come from a generator seeded by
 (seed, e), the noise eps from the model's generator (checkpointed), and evaluation noise from
@@ -29,47 +23,13 @@ import numpy as np
 
 from . import data as datasets
 from .atomic import atomic_write
-from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, VAEConfig
 from .errors import DivergenceError
-from .evaluate import elbo_terms, importance_weighted_bound
-from .model import VAE, VAEConfig
+from .evaluate import importance_weighted_bound
+from .model import VAE
+from .runs import CHECKPOINT, RunData, open_run, write_figures
 
-CHECKPOINT = "checkpoint.npz"
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """How to train. Defaults reproduce the seed: batch 100, 75 epochs, beta 1."""
-
-    dataset: str = "mnist"
-    epochs: int = 75
-    batch_size: int = 100
-    binarize: str | None = None  # None: "dynamic" for a Bernoulli decoder, "none" for Gaussian
-    beta: float = 1.0  # KL weight (beta-VAE); 1 is the true ELBO
-    warmup_epochs: float = 0.0  # beta ramps linearly from 0 over this many epochs
-    seed: int = 0
-    eval_samples: int = 1  # z-draws per test image for the per-epoch test -ELBO
-    iw_samples: int = 0  # k of the final importance-weighted bound (0: skip)
-    train_size: int | None = None  # use only the first N training images (quick runs)
-    test_size: int | None = None
-    figures: bool = True
-    progress: bool = True
-    download: bool = False  # Fashion-MNIST: fetch it into the cache if it is not on the machine
-
-    def __post_init__(self) -> None:
-        if self.dataset not in datasets.DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
-                             f"{list(datasets.DATASETS)}")
-        if self.binarize is not None and self.binarize not in datasets.BINARIZATIONS:
-            raise ValueError(f"unknown binarization {self.binarize!r}; choose one of "
-                             f"{list(datasets.BINARIZATIONS)}")
-        for name in ("epochs", "batch_size", "eval_samples"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
-        if self.warmup_epochs < 0 or self.iw_samples < 0:
-            raise ValueError("warmup_epochs and iw_samples must be >= 0")
+__all__ = ["Trainer", "TrainConfig", "TrainingInterrupted", "train", "CHECKPOINT"]
 
 
 class TrainingInterrupted(Exception):
@@ -117,29 +77,6 @@ def default_run_dir(model_cfg: VAEConfig, train_cfg: TrainConfig) -> Path:
     return Path("runs") / f"{train_cfg.dataset}-z{model_cfg.n_latent}-{stamp}"
 
 
-def load_training_data(cfg: TrainConfig) -> datasets.Dataset:
-    """The configured data set (Fashion-MNIST is downloaded only if ``cfg.download``)."""
-    kwargs = {"download": True} if cfg.download and cfg.dataset == "fashion-mnist" else {}
-    return datasets.load_dataset(cfg.dataset, **kwargs)
-
-
-def prepare_data(ds: datasets.Dataset, cfg: TrainConfig, decoder: str):
-    """Training images (uint8, binarised once if static), test floats, and the mode used."""
-    mode = cfg.binarize or ("dynamic" if decoder == "bernoulli" else "none")
-    if decoder == "gaussian" and mode != "none":
-        raise ValueError(f"binarization {mode!r} with a Gaussian decoder: real-valued data "
-                         "needs --binarize none")
-    train = ds.train_images[: cfg.train_size]
-    test = ds.test_images[: cfg.test_size]
-    test_labels = None if ds.test_labels is None else ds.test_labels[: cfg.test_size]
-    if mode == "static":
-        train = datasets.binarize_static(train, cfg.seed)
-    # the test set of a binarised model is one fixed, seeded draw, the same for every epoch
-    test_x = (datasets.to_float(test) if mode == "none"
-              else datasets.binarize_static(test, cfg.seed + 1).astype(np.float32))
-    return train, test_x, test_labels, mode
-
-
 class Trainer:
     """Runs (or resumes) one training run in ``out_dir``; ``log`` receives one line per event."""
 
@@ -159,24 +96,24 @@ class Trainer:
             if not ck.exists():
                 raise FileNotFoundError(f"nothing to resume: {ck} does not exist; start a new run "
                                         "without --resume")
-            self.vae, state = load_checkpoint(ck)
-            saved = TrainConfig(**state["train_config"])
+            run = open_run(ck)
+            saved = run.train_config
             if train_cfg is not None:  # only the number of epochs may change on resume
                 saved.epochs = train_cfg.epochs
-            self.cfg, self.epoch, self.step_in_epoch = saved, state["epoch"], state["step"]
-            self.history = state["history"]
+            self.vae, self.cfg, self.epoch, self.step_in_epoch = run.vae, saved, run.epoch, run.step
+            self.history = run.history
         else:
             if ck.exists() and not overwrite:
                 raise FileExistsError(f"{ck} exists: continue it with --resume, or choose "
                                       "another --out directory")
             self.vae, self.cfg = VAE.from_config(model_cfg), train_cfg
             self.epoch, self.step_in_epoch, self.history = 0, 0, {}
-        self.ds = load_training_data(self.cfg)
-        if self.ds.dim != self.vae.n_input:
-            raise ValueError(f"{self.cfg.dataset} images have {self.ds.dim} pixels but the model "
+        data = RunData.prepare(self.cfg, self.vae.config.decoder)
+        if data.ds.dim != self.vae.n_input:
+            raise ValueError(f"{self.cfg.dataset} images have {data.ds.dim} pixels but the model "
                              f"expects n_input={self.vae.n_input}")
-        self.train_x, self.test_x, self.test_labels, self.mode = prepare_data(
-            self.ds, self.cfg, self.vae.config.decoder)
+        self.ds, self.train_x, self.test_x = data.ds, data.train_x, data.test_x
+        self.test_labels, self.mode = data.test_labels, data.mode
         self.out.mkdir(parents=True, exist_ok=True)
         self._batch = np.empty((min(self.cfg.batch_size, len(self.train_x)), self.ds.dim),
                                self.vae.dtype)
@@ -187,7 +124,7 @@ class Trainer:
                 "train_config": dataclasses.asdict(self.cfg)}
 
     def save(self) -> Path:
-        return save_checkpoint(self.out / CHECKPOINT, self.vae, self._state())
+        return self.vae.save(self.out / CHECKPOINT, self._state())
 
     def _write_history(self) -> None:
         write_text_atomic(self.out / "history.json", json.dumps(self.history, indent=1))
@@ -259,8 +196,8 @@ class Trainer:
 
     def _end_epoch(self, train_means: np.ndarray, seconds: float) -> None:
         e, cfg = self.epoch, self.cfg
-        recon, kl = elbo_terms(self.vae, self.test_x, np.random.default_rng([cfg.seed, e, 1]),
-                               cfg.eval_samples)
+        recon, kl = self.vae.elbo_terms(self.test_x, n_samples=cfg.eval_samples,
+                                        rng=np.random.default_rng([cfg.seed, e, 1]))
         row = {"epoch": e + 1, "train_loss": train_means[0], "train_recon": train_means[1],
                "train_kl": train_means[2], "test_loss": float(np.mean(recon + kl)),
                "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
@@ -280,7 +217,7 @@ class Trainer:
         """Final evaluation (results.json) and figures."""
         cfg, vae = self.cfg, self.vae
         rng = np.random.default_rng([cfg.seed, 10**6])
-        recon, kl = elbo_terms(vae, self.test_x, rng, cfg.eval_samples)
+        recon, kl = vae.elbo_terms(self.test_x, n_samples=cfg.eval_samples, rng=rng)
         results = {"dataset": cfg.dataset, "binarization": self.mode, "epochs": self.epoch,
                    "test_examples": len(self.test_x), "elbo_samples": cfg.eval_samples,
                    "test_neg_elbo": float(np.mean(recon + kl)),
@@ -295,13 +232,9 @@ class Trainer:
         return results
 
     def figures(self) -> dict:
-        from .plots import all_figures
-
-        grey = datasets.to_float(self.ds.test_images[: self.cfg.test_size], self.vae.dtype)
-        return all_figures(self.vae, grey, self.test_labels, self.ds.image_shape,
-                           history=self.history or None, class_names=self.ds.class_names,
-                           rng=np.random.default_rng([self.cfg.seed, 2]),
-                           out_dir=self.out / "figures")
+        """Every figure of ``numpyvae.plots`` into ``out_dir/figures``."""
+        return write_figures(self.vae, self.cfg, self.ds, self.test_labels, self.history,
+                             self.out / "figures")
 
 
 def train(model_cfg: VAEConfig, train_cfg: TrainConfig, out_dir=None, resume=False, log=print):

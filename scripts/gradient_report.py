@@ -10,7 +10,7 @@ and both backends.
 import numpy as np
 
 from numpyvae import VAE, ops
-from numpyvae.gradcheck import check_gradients, check_model
+from numpyvae.gradcheck import check_gradients, check_model, randomize_biases
 
 
 def op_error(forward, backward, inputs, names, rng):
@@ -56,9 +56,7 @@ def main() -> None:
             for act in ("softplus", "relu", "tanh"):
                 vae = VAE(n_input=12, hidden=(7, 5), n_latent=3, activation=act,
                           decoder=decoder, dtype="float64", seed=3, backend=backend)
-                for p in vae.parameters().values():
-                    if p.ndim == 1:
-                        p[...] = rng.normal(0, 0.1, p.shape)
+                randomize_biases(vae, rng)  # every bias gradient exercised
                 X = rng.random((4, 12))
                 if decoder == "bernoulli":
                     X = (X < 0.5).astype(float)

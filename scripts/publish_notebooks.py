@@ -15,14 +15,14 @@ The notebooks in ``notebooks/`` are committed *without* outputs. This script
   notebooks that still carry outputs and exits 1 if there are any.
 
 Kernels run with ``OPENBLAS_NUM_THREADS=1`` unless it is set (as under pytest, see
-``conftest.py``): on a shared machine a threaded BLAS makes the timings of notebook 8 noise.
+``conftest.py``): on a shared machine a threaded BLAS makes the timings of notebook 9 noise.
 Each published copy's first cell records the setting.
 
 Usage::
 
     python scripts/publish_notebooks.py --quick          # all notebooks, quick mode (~1-3 min)
     python scripts/publish_notebooks.py                  # full mode: trains for real (hours)
-    python scripts/publish_notebooks.py --quick 04 07    # only notebooks whose names start so
+    python scripts/publish_notebooks.py --quick 04 08    # only notebooks whose names start so
     python scripts/publish_notebooks.py --strip          # clean notebooks/*.ipynb for a commit
     python scripts/publish_notebooks.py --check          # exit 1 if any source has outputs
 """
@@ -141,10 +141,11 @@ def nudging_client(nb, **kwargs):
     """An nbclient ``NotebookClient`` that, while a cell has run for NUDGE_SECONDS, sends a
     harmless ``kernel_info`` request on the shell channel every NUDGE_SECONDS.
 
-    Why: twice, notebook 5 in FULL mode stalled for good after its 10-minute training cell,
-    at the ipywidgets explorer cell. The kernel had finished the cell and was idle (checked
-    with py-spy and a second client), and nbclient still waited for the execute reply on the
-    shell channel: the reply had arrived but its poll never woke, as in jupyter/nbclient#312.
+    Why: twice, notebook 6 (the latent space) in FULL mode stalled for good after its
+    10-minute training cell, at the ipywidgets explorer cell. The kernel had finished the cell
+    and was idle (checked with py-spy and a second client), and nbclient still waited for the
+    execute reply on the shell channel: the reply had arrived but its poll never woke, as in
+    jupyter/nbclient#312.
     Any later message on that channel wakes the poll, which then reads the waiting reply;
     the nudges' own replies carry another msg_id and nbclient skips them. While a cell is
     really running, the requests queue in the kernel and are answered after it.
@@ -222,10 +223,10 @@ def write_index(rows: list[dict], quick: bool) -> None:
     """docs/notebooks/README.md: one line per published notebook (keeps earlier entries)."""
     index = PUBLISHED / "README.md"
     entries = {}
-    if index.exists():  # keep notebooks published by earlier, partial runs
+    if index.exists():  # keep notebooks published by earlier, partial runs (if they still exist)
         for line in index.read_text().splitlines():
             m = re.match(r"\| \[(\d\d_[^\]]+)\.ipynb\]", line)
-            if m:
+            if m and (SOURCE / f"{m.group(1)}.ipynb").exists():
                 entries[m.group(1)] = line
     mode = "QUICK" if quick else "FULL"
     for row in rows:
@@ -267,7 +268,7 @@ def main(argv=None) -> int:
 
     os.environ[QUICK_ENV] = "1" if args.quick else "0"  # inherited by every kernel
     # one BLAS thread unless told otherwise: on a shared machine OpenBLAS's threads wait for
-    # each other and timings (notebook 8) become noise; see conftest.py
+    # each other and timings (notebook 9) become noise; see conftest.py
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     timeout = args.timeout if args.timeout is not None else (600 if args.quick else None)
     html = not args.no_html

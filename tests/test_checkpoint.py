@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from numpyvae import VAE
-from numpyvae.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from numpyvae.checkpoint import read_checkpoint
 from numpyvae.errors import CheckpointError
+from numpyvae.model import load_checkpoint, save_checkpoint
 
 
 def trained(seed=1, **kw):

@@ -35,7 +35,7 @@ def test_gradcheck_command(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["evaluate", "/nonexistent/run"], "no checkpoint at /nonexistent/run"),
+    (["evaluate", "/nonexistent/run"], "no run at /nonexistent/run"),
     (["plot", "/nonexistent/run"], "no run at /nonexistent/run"),
     (["train", "--resume"], "--resume needs --out"),
     (["train", "--dataset", "frey", "--binarize", "dynamic", "--epochs", "1"],

@@ -64,7 +64,7 @@ def test_bound_rises_with_k_towards_log_likelihood():
     vae.params["enc.logvar.b"][...] = 1.0
     x = np.array([[1.0, 0.0, 1.0, 1.0, 0.0, 0.0]])
     z = np.linspace(-12, 12, 24001)[:, None]
-    outputs, _ = network.decode(vae.params, z, "softplus", "bernoulli")
+    outputs, _ = network.decode(vae.params, vae.layout, z)
     log_joint = (-ops.bce_with_logits_forward(outputs[0], np.repeat(x, len(z), 0))[0]
                  - 0.5 * (math.log(2 * math.pi) + z[:, 0] ** 2))
     log_px = math.log(np.trapezoid(np.exp(log_joint), z[:, 0]))

@@ -330,11 +330,13 @@ def test_cache_dir_falls_back_when_package_is_read_only(monkeypatch, tmp_path):
     """cache=True needs a writable directory: a read-only install caches under ~/.cache."""
     import numba
 
+    from numpyvae.kernels import _jit
+
     monkeypatch.setattr(numba.config, "CACHE_DIR", "")
-    monkeypatch.setattr(kernels.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(_jit.os, "access", lambda path, mode: False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    kernels._ensure_cache_dir()
+    _jit._ensure_cache_dir()
     assert numba.config.CACHE_DIR == str(tmp_path / ".cache" / "numpyvae" / "numba")
     monkeypatch.setattr(numba.config, "CACHE_DIR", "/explicit")
-    kernels._ensure_cache_dir()
+    _jit._ensure_cache_dir()
     assert numba.config.CACHE_DIR == "/explicit"  # NUMBA_CACHE_DIR always wins

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpyvae import network, ops
-from numpyvae.gradcheck import check_model
+from numpyvae.gradcheck import check_model, randomize_biases
 from numpyvae.model import VAE
 
 
@@ -17,10 +17,7 @@ def small_vae(decoder="bernoulli", activation="softplus", dtype="float64", **kw)
     kw.setdefault("backend", "numpy")
     vae = VAE(n_input=12, hidden=(7, 5), n_latent=3, activation=activation, decoder=decoder,
               dtype=dtype, seed=3, **kw)
-    rng = np.random.default_rng(11)
-    for v in vae.parameters().values():
-        if v.ndim == 1:  # non-zero biases so that every bias gradient is exercised
-            v[...] = rng.normal(0, 0.1, v.shape)
+    randomize_biases(vae, np.random.default_rng(11))  # every bias gradient exercised
     return vae
 
 
@@ -68,7 +65,7 @@ def test_elbo_bounds_log_likelihood_by_quadrature():
     vae = VAE(n_input=6, hidden=(5,), n_latent=1, dtype="float64", seed=7, backend="numpy")
     x = np.array([[1.0, 0.0, 1.0, 1.0, 0.0, 0.0]])
     z = np.linspace(-12, 12, 24001)[:, None]
-    outputs, _ = network.decode(vae.params, z, "softplus", "bernoulli")
+    outputs, _ = network.decode(vae.params, vae.layout, z)
     log_px_z = -ops.bce_with_logits_forward(outputs[0], np.repeat(x, len(z), 0))[0]
     log_prior = -0.5 * (math.log(2 * math.pi) + z[:, 0] ** 2)
     log_joint = log_px_z + log_prior

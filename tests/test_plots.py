@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from numpyvae import plots
+from numpyvae import latent, plots
 from numpyvae.plots import (
     all_figures,
     grid_canvas,
@@ -325,12 +325,18 @@ def test_all_figures_makes_and_saves_every_figure(tmp_path):
 
 def test_plots_imports_no_pyplot_and_no_model_code():
     """plots works on arrays and callables: no pyplot state, no numpyvae module but the
-    atomic-write helper (relative imports have level > 0 and a bare module name)."""
+    atomic-write helper and the figures' numerics (relative imports have level > 0 and a bare
+    module name); the numerics (numpyvae.latent) import nothing but NumPy and math."""
     tree = ast.parse(Path(plots.__file__).read_text(encoding="utf-8"))
     ours = {("." * n.level) + (n.module or "") for n in ast.walk(tree)
             if isinstance(n, ast.ImportFrom) and (n.level > 0 or (n.module or "").startswith(
                 "numpyvae"))}
-    assert ours == {".atomic"}
+    assert ours == {".atomic", ".latent"}
+    latent_tree = ast.parse(Path(latent.__file__).read_text(encoding="utf-8"))
+    latent_imports = {n.module for n in ast.walk(latent_tree) if isinstance(n, ast.ImportFrom)}
+    latent_imports |= {a.name for n in ast.walk(latent_tree) if isinstance(n, ast.Import)
+                       for a in n.names}
+    assert latent_imports <= {"__future__", "math", "numpy"}
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any("pyplot" in m for m in modules if m)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpyvae.checkpoint import load_checkpoint, read_checkpoint
+from numpyvae.checkpoint import read_checkpoint
 from numpyvae.errors import DivergenceError
-from numpyvae.model import VAEConfig
+from numpyvae.model import VAEConfig, load_checkpoint
 from numpyvae.training import CHECKPOINT, TrainConfig, Trainer, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_run_files(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["test_neg_elbo"] == pytest.approx(results["test_recon"] + results["test_kl"])
     assert json.loads((tmp_path / "config.json").read_text())["model"]["hidden"] == [32]
-    assert read_checkpoint(tmp_path / CHECKPOINT)["train_state"]["epoch"] == 2
+    assert read_checkpoint(tmp_path / CHECKPOINT).train_state["epoch"] == 2
     assert t.history["test_loss"][1] < t.history["test_loss"][0]
 
 
@@ -174,7 +174,7 @@ def test_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, sig):
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     assert f"{signal.Signals(sig).name} received" in err and "resume with" in err
-    state = read_checkpoint(out / CHECKPOINT)["train_state"]
+    state = read_checkpoint(out / CHECKPOINT).train_state
     assert state["epoch"] >= 2 and state["step"] >= 1
     stop_epoch = state["epoch"]
     resumed = run(out, stop_epoch + 1, resume=True)
@@ -185,7 +185,7 @@ def test_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, sig):
 SAVE_LOOP = """
 import sys
 from numpyvae import VAE
-from numpyvae.checkpoint import save_checkpoint
+from numpyvae.model import save_checkpoint
 vae = VAE(backend="numpy")
 i = 0
 while True:
@@ -228,4 +228,4 @@ def test_interrupt_in_process(tmp_path, monkeypatch):
     with pytest.raises(TrainingInterrupted) as e:
         t.run()
     assert e.value.step == 5 and len(calls) == 5
-    assert read_checkpoint(tmp_path / CHECKPOINT)["train_state"]["step"] == 5
+    assert read_checkpoint(tmp_path / CHECKPOINT).train_state["step"] == 5

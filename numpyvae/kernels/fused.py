@@ -1,4 +1,4 @@
-"""Numba kernels: the maths of ``numpyvae.ops``, fused into single passes over memory.
+"""Fused Numba kernels: the maths of ``numpyvae.ops``, fused into single passes over memory.
 
 Read each kernel next to the reference ops its docstring names; ``tests/test_kernels.py``
 proves they agree in float32 and float64. Conventions:
@@ -7,7 +7,7 @@ proves they agree in float32 and float64. Conventions:
   product ends, e.g. ``a = x @ W`` is finished by ``bias_softplus`` which adds the bias, applies
   the activation and stores the activation's derivative for the backward pass, in one pass.
 * Kernels work in place and allocate nothing; all buffers come from the caller (the one
-  exception is the teaching ``matmul``, which packs a transposed copy of its right operand).
+  products are not here at all; ``teaching.matmul`` is apart).
 * float32 stays float32: constants are cast to the array's dtype (``x.dtype.type(0.5)``), because
   a bare ``0.5`` is a float64 literal to Numba and would promote the whole expression.
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy instead of raising, which
@@ -23,186 +23,22 @@ proves they agree in float32 and float64. Conventions:
   ``parallel=True`` kernels fight them for the two cores (measured 17x slower on the reference
   machine).
 * Transcendentals: inside a Numba loop, ``np.exp``/``np.log1p`` become scalar libm calls that
-  block vectorisation, so float32 uses the short polynomials ``vexp``/``vlog1p``/``vtanh`` below
-  (<= 2 ulp, tested against NumPy); float64 uses ``math.exp``/``math.log1p``/``math.tanh``, where
-  accuracy, not speed, is the point (gradient checks).
+  block vectorisation, so float32 uses the short polynomials ``vexp``/``vlog1p``/``vtanh``
+  of ``vmath`` (<= 2 ulp, tested against NumPy); float64 uses ``math.exp``/``math.log1p``/
+  ``math.tanh``, where accuracy, not speed, is the point (gradient checks).
 """
 
 from __future__ import annotations
 
-import math
-import os
-
-import numba
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
+
+from ..ops import LOG_2PI
+from ._jit import JIT, JIT_FMA
+from .vmath import vexp, vlog1p, vtanh
 
 
-def _ensure_cache_dir() -> None:
-    """``cache=True`` writes next to this file; if that is read-only, use ~/.cache instead.
-
-    Must run before the decorators below (Numba picks the cache location at decoration time).
-    An explicit ``NUMBA_CACHE_DIR`` always wins.
-    """
-    if numba.config.CACHE_DIR:
-        return
-    here = os.path.dirname(os.path.abspath(__file__))
-    pycache = os.path.join(here, "__pycache__")
-    target = pycache if os.path.isdir(pycache) else here
-    if not os.access(target, os.W_OK):
-        home_cache = os.path.join(os.path.expanduser("~"), ".cache", "numpyvae", "numba")
-        numba.config.CACHE_DIR = home_cache
-
-
-_ensure_cache_dir()
-
-_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
-# "contract" alone: a*b + c may become one FMA instruction (rounded once instead of twice). It
-# never changes NaN/inf behaviour or the order of a sum; it only touches the polynomial-heavy
-# kernels, which are compared with the reference to a stated tolerance, not bitwise.
-_JIT_FMA = dict(_JIT, fastmath={"contract"})
-
-F32 = np.float32
-_LOG2E = F32(1.4426950408889634)
-_LN2_HI = F32(0.693359375)  # ln 2 = _LN2_HI + _LN2_LO; n * _LN2_HI is exact for |n| < 2**12
-_LN2_LO = F32(-2.12194440e-4)
-_EXP_MAX = F32(88.72283)  # above: exp overflows float32
-_EXP_MIN = F32(-104.0)  # below: exp rounds to 0 even as a subnormal
-_INF32 = F32(np.inf)
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-# =========================================================================== scalar helpers
-# Each helper is a plain function used through an @overload: float32 gets the polynomial,
-# float64 gets libm. Numba inlines them into the kernels' loops, which then vectorise.
-def _exp32(x):
-    """exp(x) for float32: x = n ln2 + r, |r| <= ln2/2, exp(x) = 2^n * exp(r).
-
-    exp(r) is its Taylor series to r^7 (truncation < 5e-9 relative); 2^n is built from its
-    exponent bits, split in two factors so that subnormal results (x < -87.3) come out right.
-    """
-    xc = min(max(x, _EXP_MIN), _EXP_MAX)
-    n = np.floor(xc * _LOG2E + F32(0.5))
-    r = (xc - n * _LN2_HI) - n * _LN2_LO  # Cody & Waite: r to ~full precision
-    p = F32(1.0 / 5040.0)
-    p = p * r + F32(1.0 / 720.0)
-    p = p * r + F32(1.0 / 120.0)
-    p = p * r + F32(1.0 / 24.0)
-    p = p * r + F32(1.0 / 6.0)
-    p = p * r + F32(0.5)
-    p = (p * r) * r + r + F32(1.0)
-    k = np.int32(n)
-    k1 = k >> 1
-    s1 = np.int32((k1 + 127) << 23).view(np.float32)  # 2^k1 from its exponent bits
-    s2 = np.int32((k - k1 + 127) << 23).view(np.float32)
-    y = (p * s1) * s2
-    if x > _EXP_MAX:
-        y = _INF32
-    if x != x:  # NaN in, NaN out
-        y = x
-    return y
-
-
-def _log1p_unit32(e):
-    """log(1 + e) for float32 e in [0, 1] (the only range the kernels need: e = exp(-|a|)).
-
-    For e >= 1/2, log(1 + e) = ln 2 + log1p(f) with f = (e - 1)/2 (exact), else f = e; so
-    f is in [-1/4, 1/2). Then log1p(f) = 2 atanh(s), s = f / (2 + f), summed as
-    f - (f^2/2 - s (f^2/2 + R)) with R the atanh series past its first term: the leading f is
-    exact and the rounding of s only touches a small correction (FreeBSD's log1pf form).
-    """
-    big = e >= F32(0.5)
-    f = (e - F32(1.0)) * F32(0.5) if big else e
-    k = F32(1.0) if big else F32(0.0)
-    s = f / (F32(2.0) + f)
-    z = s * s
-    R = F32(2.0 / 11.0)
-    R = R * z + F32(2.0 / 9.0)
-    R = R * z + F32(2.0 / 7.0)
-    R = R * z + F32(2.0 / 5.0)
-    R = R * z + F32(2.0 / 3.0)
-    R = R * z
-    hfsq = F32(0.5) * f * f
-    y = f - (hfsq - s * (hfsq + R))
-    return k * _LN2_HI + (y + k * _LN2_LO)
-
-
-def _tanh32(a):
-    """tanh(a) for float32: an odd polynomial for |a| < 0.625 (Cephes tanhf), else
-    (1 - e)/(1 + e) with e = exp(-2|a|) <= 0.29, where nothing cancels."""
-    ax = abs(a)
-    z = a * a
-    p = F32(-5.70498872745e-3)
-    p = p * z + F32(2.06390887954e-2)
-    p = p * z + F32(-5.37397155531e-2)
-    p = p * z + F32(1.33314422036e-1)
-    p = p * z + F32(-3.33332819422e-1)
-    small = (p * z) * a + a
-    e = vexp(F32(-2.0) * ax)
-    big = (F32(1.0) - e) / (F32(1.0) + e)
-    big = big if a >= F32(0.0) else -big
-    return small if ax < F32(0.625) else big
-
-
-def vexp(x):
-    """exp(x), vectorisable in float32 (used inside kernels only)."""
-    raise NotImplementedError("vexp is only callable from inside Numba kernels")
-
-
-def vlog1p(e):
-    """log(1 + e) for e in [0, 1], vectorisable in float32 (used inside kernels only)."""
-    raise NotImplementedError("vlog1p is only callable from inside Numba kernels")
-
-
-def vtanh(a):
-    """tanh(a), vectorisable in float32 (used inside kernels only)."""
-    raise NotImplementedError("vtanh is only callable from inside Numba kernels")
-
-
-@overload(vexp, inline="always")
-def _vexp_overload(x):
-    if x == types.float32:
-        return _exp32
-    return lambda x: math.exp(x)
-
-
-@overload(vlog1p, inline="always")
-def _vlog1p_overload(e):
-    if e == types.float32:
-        return _log1p_unit32
-    return lambda e: math.log1p(e)
-
-
-@overload(vtanh, inline="always")
-def _vtanh_overload(a):
-    if a == types.float32:
-        return _tanh32
-    return lambda a: math.tanh(a)
-
-
-@njit(**_JIT_FMA)
-def exp_array(x, out):
-    """out = vexp(x) elementwise, 1-D: lets tests measure the helper's accuracy."""
-    for i in range(x.shape[0]):
-        out[i] = vexp(x[i])
-
-
-@njit(**_JIT_FMA)
-def log1p_array(x, out):
-    """out = vlog1p(x) elementwise for x in [0, 1], 1-D."""
-    for i in range(x.shape[0]):
-        out[i] = vlog1p(x[i])
-
-
-@njit(**_JIT_FMA)
-def tanh_array(x, out):
-    """out = vtanh(x) elementwise, 1-D."""
-    for i in range(x.shape[0]):
-        out[i] = vtanh(x[i])
-
-
-@njit(**_JIT)
+@njit(**JIT)
 def _row_sum(t):
     """Sum of a 1-D array with eight partial sums: vectorises without ``reassoc``."""
     n = t.shape[0]
@@ -224,7 +60,7 @@ def _row_sum(t):
 
 
 # =========================================================================== dense + activation
-@njit(**_JIT_FMA)
+@njit(**JIT_FMA)
 def bias_softplus(h, b, dact):
     """Fuses ops.dense_forward's bias add + ops.softplus_forward + ops.softplus_backward's
     derivative: (DENSE-1) (ACT-1) (ACT-2) (ACT-3).
@@ -241,7 +77,7 @@ def bias_softplus(h, b, dact):
             dact[i, j] = (one if a >= zero else e) / (one + e)  # (ACT-2) = sigma(a) (ACT-3)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def bias_relu(h, b, dact):
     """Fuses ops.dense_forward's bias add + ops.relu_forward + ops.relu_backward's
     derivative: (DENSE-1) (ACT-6).
@@ -257,7 +93,7 @@ def bias_relu(h, b, dact):
             dact[i, j] = one if a > zero else zero  # (ACT-6): relu'(a)
 
 
-@njit(**_JIT_FMA)
+@njit(**JIT_FMA)
 def bias_tanh(h, b, dact):
     """Fuses ops.dense_forward's bias add + ops.tanh_forward + ops.tanh_backward's
     derivative: (DENSE-1) (ACT-5).
@@ -272,7 +108,7 @@ def bias_tanh(h, b, dact):
             dact[i, j] = one - t * t  # (ACT-5)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def backward_bias(dh, dact, db):
     """Fuses an activation's backward (ops.*_backward: dh * derivative) with
     ops.dense_backward's bias gradient: (ACT-2) (ACT-5) (ACT-6) (DENSE-3).
@@ -289,7 +125,7 @@ def backward_bias(dh, dact, db):
 
 
 # =========================================================================== losses
-@njit(**_JIT_FMA)
+@njit(**JIT_FMA)
 def bernoulli_loss_grad(logits, b, x, inv_b, loss, db, tmp):
     """Fuses the bias add, ops.bce_with_logits_forward and ops.bce_with_logits_backward with
     dloss = 1/B, and dense_backward's bias gradient: (DENSE-1) (BER-2) (BER-3) (ELBO-3)
@@ -313,7 +149,7 @@ def bernoulli_loss_grad(logits, b, x, inv_b, loss, db, tmp):
         loss[i] = _row_sum(tmp)
 
 
-@njit(**_JIT_FMA)
+@njit(**JIT_FMA)
 def gaussian_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, loss, db_mean, db_logvar, tmp):
     """Fuses the two heads' bias adds, ops.gaussian_nll_forward and ops.gaussian_nll_backward
     with dloss = 1/B, and both bias gradients: (DENSE-1) (GAU-1) (GAU-2) (GAU-3) (ELBO-3)
@@ -346,7 +182,7 @@ def gaussian_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, loss, db_mean, 
 
 
 # =========================================================================== latent layer
-@njit(**_JIT)
+@njit(**JIT)
 def latent_forward(mu, logvar, b_mu, b_logvar, eps, z, std, kl):
     """Fuses the heads' bias adds, ops.reparameterize_forward and
     ops.kl_standard_normal_forward: (DENSE-1) (REP-1) (KL-1).
@@ -370,7 +206,7 @@ def latent_forward(mu, logvar, b_mu, b_logvar, eps, z, std, kl):
         kl[i] = s
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def latent_backward(dz, mu, logvar, std, eps, g_kl, dmu, dlogvar, db_mu, db_logvar):
     """Fuses ops.reparameterize_backward, ops.kl_standard_normal_backward with dkl = beta/B
     (added to the reparameterisation gradient) and both heads' bias gradients:
@@ -395,7 +231,7 @@ def latent_backward(dz, mu, logvar, std, eps, g_kl, dmu, dlogvar, db_mu, db_logv
             db_logvar[j] += glv  # (DENSE-3)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def mean64(x):
     """The mean of a 1-D array, accumulated in float64 (batch means reported as Python floats)."""
     s = 0.0
@@ -405,7 +241,7 @@ def mean64(x):
 
 
 # =========================================================================== optimiser
-@njit(**_JIT)
+@njit(**JIT)
 def adam_step(theta, grad, m, v, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_c2, eps, step):
     """Fuses optim.Adam.step's seven array passes into one: (ADAM-1) (ADAM-2) (ADAM-3) (ADAM-4).
 
@@ -421,63 +257,3 @@ def adam_step(theta, grad, m, v, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_c2
         v[i] = vi
         denom = np.sqrt(vi) * inv_sqrt_c2 + eps  # (ADAM-3): sqrt(v_hat) + eps
         theta[i] -= (mi / denom) * step  # (ADAM-4): m_hat / (sqrt(v_hat) + eps)
-
-
-# =========================================================================== teaching matmul
-@njit(cache=True, error_model="numpy", nogil=True, fastmath={"contract", "reassoc", "nsz"})
-def matmul(a, b, out):
-    """out = a @ b written by hand: a (M, K), b (K, N), out (M, N), any strides. For teaching
-    and the benchmark table; ``numpyvae.fast`` uses BLAS, which is several times faster.
-
-    Each entry is a dot product of a row of a with a column of b, so b is first packed
-    transposed (one K x N copy: the only kernel that allocates) to make both contiguous in k.
-    A 4 x 4 tile of out is then accumulated in 16 local variables, which LLVM keeps in vector
-    registers: each step of k loads 4 + 4 numbers and does 16 multiply-adds, where the plain
-    triple loop does 1 per 2 loads. ``reassoc`` lets LLVM split each sum over k into 8-wide
-    partial sums (vectorisation); ``contract`` fuses multiply and add (FMA). Sums therefore run
-    in another order than BLAS's: results agree to rounding, not bitwise.
-    """
-    M, K = a.shape
-    N = b.shape[1]
-    bt = np.ascontiguousarray(b.T)  # row j of bt is column j of b
-    zero = out.dtype.type(0.0)
-    M4, N4 = M - M % 4, N - N % 4
-    for i in range(0, M4, 4):
-        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-        for j in range(0, N4, 4):
-            b0, b1, b2, b3 = bt[j], bt[j + 1], bt[j + 2], bt[j + 3]
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-            for k in range(K):
-                x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
-                y0, y1, y2, y3 = b0[k], b1[k], b2[k], b3[k]
-                s00 += x0 * y0
-                s01 += x0 * y1
-                s02 += x0 * y2
-                s03 += x0 * y3
-                s10 += x1 * y0
-                s11 += x1 * y1
-                s12 += x1 * y2
-                s13 += x1 * y3
-                s20 += x2 * y0
-                s21 += x2 * y1
-                s22 += x2 * y2
-                s23 += x2 * y3
-                s30 += x3 * y0
-                s31 += x3 * y1
-                s32 += x3 * y2
-                s33 += x3 * y3
-            out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s00, s01, s02, s03
-            out[i + 1, j], out[i + 1, j + 1], out[i + 1, j + 2], out[i + 1, j + 3] = (
-                s10, s11, s12, s13)
-            out[i + 2, j], out[i + 2, j + 1], out[i + 2, j + 2], out[i + 2, j + 3] = (
-                s20, s21, s22, s23)
-            out[i + 3, j], out[i + 3, j + 1], out[i + 3, j + 2], out[i + 3, j + 3] = (
-                s30, s31, s32, s33)
-    # the edges: last M % 4 rows (all columns), last N % 4 columns (other rows), one at a time
-    for i in range(M):
-        for j in range(N4 if i < M4 else 0, N):
-            s = zero
-            for k in range(K):
-                s += a[i, k] * bt[j, k]
-            out[i, j] = s

@@ -1,0 +1,27 @@
+"""Numba kernels: the maths of ``numpyvae.ops``, fused into single passes over memory.
+
+    fused.py     the training step's kernels (bias + activation, losses, latent layer, Adam)
+    vmath.py     vectorisable float32 exp / log1p / tanh used inside them
+    teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
+"""
+
+from .fused import (
+    adam_step,
+    backward_bias,
+    bernoulli_loss_grad,
+    bias_relu,
+    bias_softplus,
+    bias_tanh,
+    gaussian_loss_grad,
+    latent_backward,
+    latent_forward,
+    mean64,
+)
+from .teaching import matmul
+from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
+
+__all__ = [
+    "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
+    "bias_tanh", "gaussian_loss_grad", "latent_backward", "latent_forward", "mean64", "matmul",
+    "exp_array", "log1p_array", "tanh_array", "vexp", "vlog1p", "vtanh",
+]
