@@ -14,3 +14,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # no display needed, in tests or not
 # the default threads and 51 s with one. Takes effect in every process started from here on
 # (the notebook kernels), and in this one unless NumPy was imported before this file.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def pytest_configure(config) -> None:
+    """Run the notebooks too (``--nbmake``) when nbmake is installed (the test extra has it).
+    Without it pytest still runs every test in tests/ and says the notebooks were skipped,
+    instead of failing on an unknown command-line option."""
+    if hasattr(config.option, "nbmake"):
+        config.option.nbmake = True
+    else:
+        config.issue_config_time_warning(
+            UserWarning("nbmake is not installed: the notebooks were not run "
+                        "(pip install -e '.[test]' installs it)"), stacklevel=2)

@@ -11,13 +11,14 @@ from .data import Dataset, load_dataset, load_fashion_mnist, load_frey, load_mni
 from .errors import CheckpointError, DataFileError, DataNotFoundError, DivergenceError
 from .gradcheck import check_gradients, check_model
 from .model import VAE, load_checkpoint, save_checkpoint
+from .pretrained import list_pretrained, load_pretrained
 from .runs import open_run
 from .training import train
 
 __all__ = [
     "VAE", "VAEConfig", "TrainConfig", "train", "Dataset", "load_dataset", "load_mnist",
     "load_fashion_mnist", "load_frey", "check_gradients", "check_model", "save_checkpoint",
-    "load_checkpoint", "open_run", "CheckpointError", "DataFileError", "DataNotFoundError",
-    "DivergenceError",
+    "load_checkpoint", "open_run", "list_pretrained", "load_pretrained", "CheckpointError",
+    "DataFileError", "DataNotFoundError", "DivergenceError",
 ]
 __version__ = "0.1.0"

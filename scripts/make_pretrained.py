@@ -37,7 +37,7 @@ MODELS = {  # name: (description, the arguments of `numpyvae train`)
                   []),
     "mnist-z2": ("the seed's 2-D MNIST model (latent scatter, manifold): 784-500-500-2, 75 epochs",
                  ["--latent", "2"]),
-    "frey-z2": ("notebook 06's Frey-faces model: 560-200-2 tanh, Gaussian decoder, 1000 epochs",
+    "frey-z2": ("notebook 07's Frey-faces model: 560-200-2 tanh, Gaussian decoder, 1000 epochs",
                 ["--dataset", "frey", "--hidden", "200", "--latent", "2", "--activation", "tanh",
                  "--epochs", "1000"]),
 }
