@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=non_negative(int), default=0)
 
     from .demo import add_arguments as add_demo_arguments
+    from .reproduce import add_arguments as add_reproduce_arguments
+
+    add_reproduce_arguments(sub.add_parser(
+        "reproduce", help="the seed post: its 20-D and 2-D MNIST models and their figures"))
 
     add_demo_arguments(sub.add_parser(
         "demo", help="lecture demo: a 2-D VAE whose latent space updates live"))
@@ -181,8 +185,14 @@ def _cmd_demo(args) -> int:
     return demo_main(args)
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "plot": _cmd_plot,
-            "gradcheck": _cmd_gradcheck, "demo": _cmd_demo}
+def _cmd_reproduce(args) -> int:
+    from .reproduce import main as reproduce_main
+
+    return reproduce_main(args)
+
+
+COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "evaluate": _cmd_evaluate,
+            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as e:
         print(f"numpyvae: {e}", file=sys.stderr)
-        print(f"numpyvae: resume with: numpyvae train --resume --out {e.checkpoint.parent}",
-              file=sys.stderr)
+        again = (f"numpyvae reproduce --resume --out {args.out}" if args.command == "reproduce"
+                 else f"numpyvae train --resume --out {e.checkpoint.parent}")
+        print(f"numpyvae: resume with: {again}", file=sys.stderr)
         return 128 + e.signum
     except DivergenceError as e:
         if args.debug:

@@ -26,7 +26,7 @@ BACKEND_ENV = "NUMPYVAE_BACKEND"
 
 
 def default_backend() -> str:
-    """"numba" (the fused kernels), unless $NUMPYVAE_BACKEND names another backend."""
+    """The default backend: "numba" (the fused kernels), unless $NUMPYVAE_BACKEND names another."""
     backend = os.environ.get(BACKEND_ENV, "numba")
     if backend not in BACKENDS:
         raise ValueError(f"${BACKEND_ENV}={backend!r}; expected one of {list(BACKENDS)}")

@@ -27,7 +27,7 @@ RANK = {
     "errors": 0, "atomic": 0, "argtypes": 0, "config": 0, "ops": 0, "latent": 0,
     "idx": 1, "batches": 1, "data": 1, "layers": 1, "params": 1, "optim": 1, "kernels": 1,
     "gradcheck": 1, "checkpoint": 2, "network": 2, "fast": 2, "engines": 3, "model": 4,
-    "plots": 1, "evaluate": 5, "runs": 5, "training": 6, "pretrained": 6, "demo": 7,
+    "plots": 1, "evaluate": 5, "runs": 5, "training": 6, "pretrained": 6, "demo": 7, "reproduce": 7,
     "demo_window": 7, "exercises": 7, "cli": 8, "__init__": 9, "__main__": 9,
 }
 
