@@ -142,10 +142,10 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
     footer = (f"784-500-500-2 VAE · {len(trainer.train_x)} {ds_title} training images · "
               f"β = {beta:g} · seed {seed}")
     views = [DemoFigure(Figure(figsize=FIGSIZE), trainer.test_labels, ds.class_names, epochs,
-                        legend_title, footer=footer)]
+                        legend_title, footer=footer, beta=beta)]
     if live:
         views.append(DemoFigure(live.fig, trainer.test_labels, ds.class_names, epochs,
-                                legend_title, footer=KEYS))
+                                legend_title, footer=KEYS, beta=beta))
     z_grid, frames, width = grid_z(), [], max(2, len(str(epochs)))
 
     def decode(z) -> np.ndarray:
@@ -157,8 +157,8 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
         mu, images, z = vae.transform(grey), vae.generate(z_grid), views[-1].z
         x_at_z = decode(z)  # the explorer: z under the mouse, or 0
         for view in views:
-            view.update(mu, images, f"{what} on {ds_title} · epoch {epoch}/{epochs} · "
-                                    f"{subtitle}{beta_note}")
+            stage = f"epoch {epoch}/{epochs} · " if epochs else ""  # not "0/0" when exploring
+            view.update(mu, images, f"{what} on {ds_title} · {stage}{subtitle}{beta_note}")
             view.update_loss(trainer.history)
             view.explore(z, x_at_z)
         frames.append(save_frame(views[0].fig, frames_dir / f"epoch_{epoch:0{width}d}.png"))
@@ -176,7 +176,8 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
         live.attach(views[-1], decode)
     stopped, finished, first_frame = None, False, None
     try:
-        frame(0, "untrained (random weights)" if start_from is None else "the start model")
+        frame(0, "untrained (random weights)" if start_from is None
+              else "the start model" if epochs else "move the mouse over z")
         first_frame = time.perf_counter() - t_start
         log(f"first frame after {first_frame:.1f} s: {frames[0]}")
         if epochs:
@@ -264,7 +265,7 @@ def add_arguments(d) -> None:
     d.add_argument("--no-window", action="store_true", help="never open a window")
 
 
-def _load_pretrained(dataset: str) -> VAE:
+def _load_pretrained(dataset: str, backend: str | None) -> VAE:
     if dataset != "mnist":
         raise ValueError(f"--pretrained: there is no shipped {TITLES[dataset][0]} 2-D model "
                          "(only mnist-z2); drop --pretrained to train one live")
@@ -273,7 +274,7 @@ def _load_pretrained(dataset: str) -> VAE:
     except ImportError as err:
         raise FileNotFoundError(f"--pretrained: this install has no shipped models ({err})") \
             from err
-    return load_pretrained("mnist-z2")
+    return load_pretrained("mnist-z2", backend=backend)
 
 
 def main(args) -> int:
@@ -281,7 +282,7 @@ def main(args) -> int:
     if args.replay is not None:
         replay_run(args.replay, window=not args.no_window)
         return 0
-    start = _load_pretrained(args.dataset) if args.pretrained else None
+    start = _load_pretrained(args.dataset, args.backend) if args.pretrained else None
     epochs = args.epochs if args.epochs is not None else (0 if args.pretrained else 10)
     run_demo(epochs=epochs, out=args.out, train_size=args.train_size,
              window=not args.no_window, seed=args.seed, backend=args.backend,

@@ -77,8 +77,10 @@ class DemoFigure:
     """
 
     def __init__(self, fig: Figure, labels: np.ndarray | None, class_names: Sequence[str] | None,
-                 epochs: int, legend_title: str = "digit", footer: str = ""):
-        self.fig, self.epochs = fig, epochs
+                 epochs: int, legend_title: str = "digit", footer: str = "", beta: float = 1.0):
+        """``beta``: the training objective's KL weight; the train curve is recon + β·KL (the
+        trainer's loss), the test curve the true −ELBO, so with β ≠ 1 the legend says so."""
+        self.fig, self.epochs, self.beta = fig, epochs, beta
         self.z = (0.0, 0.0)  # the explorer's latent point
         self.legend = None
         axes = [fig.add_axes(box) for box in layout(legend=80)]
@@ -140,7 +142,8 @@ class DemoFigure:
 
     def _loss_panel(self) -> None:
         ax = self.ax_loss
-        (self.train_line,) = ax.plot([], [], "o-", color=TRAIN_COLOUR, ms=4, label="train")
+        train = "train" if self.beta == 1 else f"train, β = {self.beta:g}"
+        (self.train_line,) = ax.plot([], [], "o-", color=TRAIN_COLOUR, ms=4, label=train)
         (self.test_line,) = ax.plot([], [], "o-", color=TEST_COLOUR, ms=4, label="test")
         ax.set_title("−ELBO (nats)", fontsize=FONT["label"])
         ax.set_xlim(0.5, max(self.epochs, 1) + 0.5)
@@ -151,7 +154,7 @@ class DemoFigure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=FONT["ticks"] - 2, loc="upper right", frameon=False,
                   handlelength=1.2, borderaxespad=0.1)
-        self.loss_note = ax.text(0.5, 0.5, "", transform=ax.transAxes, ha="center",
+        self.loss_note = ax.text(0.5, 0.4, "", transform=ax.transAxes, ha="center",
                                  va="center", fontsize=FONT["ticks"], color="0.35")
 
     def _explorer_panel(self) -> None:
@@ -180,9 +183,13 @@ class DemoFigure:
     def update_loss(self, history: dict) -> None:
         """The train and test −ELBO of every finished epoch (``Trainer.history``)."""
         epochs = history.get("epoch", [])
-        if not epochs:
-            self.loss_note.set_text("after\nepoch 1")
+        ax = self.ax_loss
+        if not epochs:  # no ticks to read: the panel says when its curve will come
+            note = "after\nepoch 1" if self.epochs else "explore\nonly: no\ntraining"
+            self.loss_note.set_text(note)
+            ax.tick_params(labelbottom=False, labelleft=False)
             return
+        ax.tick_params(labelbottom=True, labelleft=True)
         self.loss_note.set_text("")
         self.train_line.set_data(epochs, history["train_loss"])
         self.test_line.set_data(epochs, history["test_loss"])

@@ -309,7 +309,7 @@ def test_cli_flags_reach_run_demo(monkeypatch):
 def test_pretrained_is_loaded_lazily_and_explores_by_default(monkeypatch):
     model = VAE(n_input=784, hidden=(8,), n_latent=2)
     fake = types.ModuleType("numpyvae.pretrained")
-    fake.load_pretrained = lambda name: model if name == "mnist-z2" else None
+    fake.load_pretrained = lambda name, backend=None: model if name == "mnist-z2" else None
     monkeypatch.setitem(sys.modules, "numpyvae.pretrained", fake)
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda **kwargs: seen.update(kwargs))
@@ -343,7 +343,7 @@ def test_fashion_mnist_uses_its_class_names(tmp_path, monkeypatch):
                                    data.FASHION_MNIST_CLASSES])
 def test_figure_is_1280x720_and_nothing_overlaps(names):
     fig = Figure(figsize=demo.FIGSIZE)
-    view = DemoFigure(fig, np.arange(50) % 10, names, 10, footer=demo_window.KEYS)
+    view = DemoFigure(fig, np.arange(50) % 10, names, 10, footer=demo_window.KEYS, beta=4.0)
     view.update(np.zeros((50, 2)), np.zeros((demo.N_GRID**2, 784)), "2-D VAE on MNIST · "
                 "epoch 10/10 · test −ELBO 157.8 nats (KL 5.0) · β = 4")
     view.update_loss({"epoch": [1, 2], "train_loss": [210.0, 190.0],
