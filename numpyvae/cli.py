@@ -88,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=non_negative(int), default=0)
 
     from .demo import add_arguments as add_demo_arguments
+    from .exercises.cli import add_arguments as add_exercises_arguments
     from .reproduce import add_arguments as add_reproduce_arguments
+
+    add_exercises_arguments(sub.add_parser(
+        "exercises", help="the course you do: a workspace of stubs and a checker"))
 
     add_reproduce_arguments(sub.add_parser(
         "reproduce", help="the seed post: its 20-D and 2-D MNIST models and their figures"))
@@ -185,6 +189,12 @@ def _cmd_demo(args) -> int:
     return demo_main(args)
 
 
+def _cmd_exercises(args) -> int:
+    from .exercises.cli import main as exercises_main
+
+    return exercises_main(args)
+
+
 def _cmd_reproduce(args) -> int:
     from .reproduce import main as reproduce_main
 
@@ -192,7 +202,8 @@ def _cmd_reproduce(args) -> int:
 
 
 COMMANDS = {"reproduce": _cmd_reproduce, "train": _cmd_train, "evaluate": _cmd_evaluate,
-            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "demo": _cmd_demo}
+            "plot": _cmd_plot, "gradcheck": _cmd_gradcheck, "demo": _cmd_demo,
+            "exercises": _cmd_exercises}
 
 
 def main(argv: list[str] | None = None) -> int:

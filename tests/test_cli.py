@@ -66,3 +66,12 @@ def test_bad_flags_print_usage_and_exit_2(argv):
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert "usage: numpyvae" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_exercises_command_is_wired(tmp_path, capsys):
+    """``numpyvae exercises start/check``: a fresh workspace reports every row not started."""
+    assert main(["exercises", "start", str(tmp_path / "course")]) == 0
+    assert (tmp_path / "course" / "vae_ops.py").exists()
+    main(["exercises", "check", str(tmp_path / "course"), "--only", "KL-3"])
+    out = capsys.readouterr().out
+    assert "KL-3" in out and "not started" in out and "Traceback" not in out
