@@ -38,6 +38,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .argtypes import non_negative, positive
+from .config import BACKENDS
 from .data import to_float
 from .demo_figure import DPI, FIGSIZE, N_GRID, SPAN, DemoFigure, assemble_gif, grid_z, save_frame
 from .demo_window import KEYS, DemoStopped, window_available
@@ -261,7 +262,7 @@ def add_arguments(d) -> None:
     d.add_argument("--train-size", type=positive(int), default=None,
                    help="training images (default 20000, so 10 epochs fit in a lecture slot)")
     d.add_argument("--seed", type=non_negative(int), default=0)
-    d.add_argument("--backend", choices=("numpy", "numba"), default=None)
+    d.add_argument("--backend", choices=BACKENDS, default=None)
     d.add_argument("--no-window", action="store_true", help="never open a window")
 
 

@@ -14,7 +14,7 @@ and name the Adam that goes with them (``Engine.Adam``). ``numpyvae.model.VAE`` 
 
 from __future__ import annotations
 
-from .config import VAEConfig, check_choice
+from .config import BACKENDS, VAEConfig, check_choice
 from .layers import Layout
 from .optim import SGD
 
@@ -22,7 +22,7 @@ from .optim import SGD
 def engine_class(backend: str):
     """The engine class of ``backend`` ("numpy": ``network.ReferenceEngine``, "numba":
     ``fast.FastEngine``, imported only when asked for, so the numpy backend never loads Numba)."""
-    check_choice("backend", backend, ("numpy", "numba"))
+    check_choice("backend", backend, BACKENDS)
     if backend == "numba":
         from .fast import FastEngine
 

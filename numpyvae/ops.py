@@ -120,14 +120,6 @@ def relu_backward(dh: np.ndarray, cache) -> np.ndarray:
     ### END SOLUTION
 
 
-ACTIVATIONS = {
-    "softplus": (softplus_forward, softplus_backward),
-    "relu": (relu_forward, relu_backward),
-    "tanh": (tanh_forward, tanh_backward),
-    "sigmoid": (sigmoid_forward, sigmoid_backward),
-}
-
-
 # --------------------------------------------------------------------------- Bernoulli NLL
 def bce_with_logits_forward(logits: np.ndarray, x: np.ndarray):
     """Bernoulli negative log-likelihood from logits, summed over pixels.
