@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -81,6 +82,7 @@ def main() -> int:
         run = open_run(args.runs / name)
         out = HERE / f"{name}.npz"
         run.vae.save(out, with_state=False)  # parameters only: no optimiser or RNG state
+        shutil.copyfile(args.runs / name / "history.csv", HERE / f"{name}-history.csv")
         t0 = time.perf_counter()
         data = run.data()
         res = evaluate(run.vae, data.test_x, k=args.k, rng=np.random.default_rng(SEED),

@@ -83,3 +83,14 @@ def test_altered_file_is_a_checksum_error_naming_it(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="mnist-z2.npz is missing"):
         pretrained.load_pretrained("mnist-z2")
     assert json.loads((tmp_path / "manifest.json").read_text())["models"]
+
+
+@pytest.mark.parametrize("name", ["mnist-z20", "mnist-z2", "frey-z2"])
+def test_history_of_the_run_that_made_each_model(name):
+    """Its last epoch is the model's epoch count and its test -ELBO that of the run."""
+    h = pretrained.history(name)
+    entry = pretrained.manifest()[name]
+    assert h["epoch"][-1] == entry["epochs"] == len(h["test_loss"])
+    assert sum(h["seconds"]) == pytest.approx(entry["train_seconds"], abs=0.1)
+    with pytest.raises(ValueError, match="no shipped model"):
+        pretrained.history("nope")

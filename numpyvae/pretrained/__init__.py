@@ -6,14 +6,16 @@
 >>> mu = vae.transform(test_images / 255)   # clustered 2-D codes
 
 Each model is a parameters-only checkpoint (no optimiser state), float32, made by the project's
-own ``numpyvae train`` command. ``manifest.json`` beside the files holds, for each, the exact
-command, the seed, the commit it was trained at, the file's SHA-256, its size and the measured
-test numbers; ``scripts/make_pretrained.py`` reproduces all of them. Loading checks the SHA-256
-first, then reads the file with the same no-pickle checkpoint reader as every other checkpoint.
+own ``numpyvae train`` command, with the per-epoch history of that run (``history(name)``).
+``manifest.json`` beside the files holds, for each, the exact command, the seed, the commit it
+was trained at, the file's SHA-256, its size and the measured test numbers;
+``scripts/make_pretrained.py`` reproduces all of them. Loading checks the SHA-256 first, then
+reads the file with the same no-pickle checkpoint reader as every other checkpoint.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -36,6 +38,19 @@ def manifest() -> dict[str, dict]:
 def list_pretrained() -> dict[str, str]:
     """name -> one-line description of every shipped model."""
     return {name: entry["description"] for name, entry in manifest().items()}
+
+
+def history(name: str) -> dict[str, list[float]]:
+    """The per-epoch history (train/test -ELBO, recon, KL, beta, seconds) of the run that made
+    the shipped model ``name``: ``NAME-history.csv`` beside it (no parameters, plain text)."""
+    if name not in manifest():
+        raise ValueError(f"no shipped model named {name!r}; the shipped models are: "
+                         + ", ".join(manifest()))
+    with open(HERE / f"{name}-history.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = {k: [float(r[k]) for r in rows] for k in rows[0]}
+    out["epoch"] = [int(e) for e in out["epoch"]]
+    return out
 
 
 def sha256_of(path: Path) -> str:
@@ -67,4 +82,4 @@ def load_pretrained(name: str, backend: str | None = None) -> VAE:
     return VAE.from_checkpoint(ck, source=path)
 
 
-__all__ = ["list_pretrained", "load_pretrained", "manifest"]
+__all__ = ["history", "list_pretrained", "load_pretrained", "manifest"]

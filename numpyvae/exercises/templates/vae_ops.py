@@ -95,14 +95,6 @@ def relu_backward(dh: np.ndarray, cache) -> np.ndarray:
     raise NotImplementedError("(ACT-6): dh where a > 0, 0 elsewhere")
 
 
-ACTIVATIONS = {
-    "softplus": (softplus_forward, softplus_backward),
-    "relu": (relu_forward, relu_backward),
-    "tanh": (tanh_forward, tanh_backward),
-    "sigmoid": (sigmoid_forward, sigmoid_backward),
-}
-
-
 # --------------------------------------------------------------------------- Bernoulli NLL
 def bce_with_logits_forward(logits: np.ndarray, x: np.ndarray):
     """Bernoulli negative log-likelihood from logits, summed over pixels.
