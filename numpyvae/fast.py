@@ -150,13 +150,18 @@ class FastEngine:
         return X, eps, ws
 
     # ------------------------------------------------------------------ passes
-    def _forward(self, x, eps, ws: _Workspace, head_bias_grads) -> None:
-        """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
-        h = x
-        for layer, out, dact in zip(self.enc, ws.enc_h, ws.enc_d, strict=True):
+    def _hidden(self, h, layers, outs, dacts):
+        """Hidden layers: h @ W into each layer's buffer, then bias + activation + derivative
+        in one kernel (DENSE-1) (ACT-1..6); returns the last activation (h itself if none)."""
+        for layer, out, dact in zip(layers, outs, dacts, strict=True):
             np.matmul(h, layer.W, out=out)  # (DENSE-1); the kernel adds b
             self.activate(out, layer.b, dact)
             h = out
+        return h
+
+    def _forward(self, x, eps, ws: _Workspace, head_bias_grads) -> None:
+        """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
+        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d)
         np.matmul(h, self.mu.W, out=ws.mu)
         np.matmul(h, self.logvar.W, out=ws.logvar)
         kernels.latent_forward(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps,
@@ -165,11 +170,7 @@ class FastEngine:
 
     def _decode_loss(self, x, ws: _Workspace, head_bias_grads) -> None:
         """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``."""
-        h = ws.z
-        for layer, out, dact in zip(self.dec, ws.dec_h, ws.dec_d, strict=True):
-            np.matmul(h, layer.W, out=out)
-            self.activate(out, layer.b, dact)
-            h = out
+        h = self._hidden(ws.z, self.dec, ws.dec_h, ws.dec_d)
         for out, head in zip(ws.heads, self.heads, strict=True):
             np.matmul(h, head.W, out=out)
         inv_b = self.dtype.type(1.0 / x.shape[0])  # (ELBO-3): every example has weight 1/B
@@ -261,22 +262,14 @@ class FastEngine:
         """X (B, D) -> (mu, logvar), each (B, J), as new arrays."""
         X = np.asarray(X)
         ws = self._workspace(X.shape[0])
-        h = X
-        for layer, out, dact in zip(self.enc, ws.enc_h, ws.enc_d, strict=True):
-            np.matmul(h, layer.W, out=out)  # (DENSE-1); the kernel adds b
-            self.activate(out, layer.b, dact)
-            h = out
+        h = self._hidden(X, self.enc, ws.enc_h, ws.enc_d)
         return h @ self.mu.W + self.mu.b, h @ self.logvar.W + self.logvar.b  # (DENSE-1)
 
     def decode(self, z) -> tuple[np.ndarray, ...]:
         """z (B, J) -> (logits,) or (mean, logvar), each (B, D), as new arrays."""
         z = np.asarray(z)
         ws = self._workspace(z.shape[0])
-        h = z
-        for layer, out, dact in zip(self.dec, ws.dec_h, ws.dec_d, strict=True):
-            np.matmul(h, layer.W, out=out)
-            self.activate(out, layer.b, dact)
-            h = out
+        h = self._hidden(z, self.dec, ws.dec_h, ws.dec_d)
         return tuple(h @ head.W + head.b for head in self.heads)  # (DENSE-1)
 
 

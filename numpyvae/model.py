@@ -87,7 +87,6 @@ class VAE:
         for layer in self.layout.layers:  # forward order; biases stay zero
             self.params[layer.W][...] = init(layer.fan_in, layer.fan_out, rng=self.rng,
                                              dtype=self.dtype)
-        self._substitutes = (ops, backward, adam)
         self._engine, self.optimizer = engines.build(cfg, self.layout, self.params, self.grads,
                                                      ops=ops, backward=backward, adam=adam)
         self._eps_buffers: dict[int, np.ndarray] = {}
@@ -306,7 +305,6 @@ class VAE:
         state = self.__dict__.copy()
         del state["_engine"]
         state["_eps_buffers"] = {}
-        state["_substitutes"] = (None, None, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
