@@ -35,7 +35,7 @@ def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import BINARIZATIONS, DATASETS, OPTIMIZERS
+    from .config import BINARIZATIONS, DATASETS, OBJECTIVES, OPTIMIZERS, OUTPUT_BIASES, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="numpyvae", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -45,10 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=DATASETS, default="mnist")
     _model_flags(t)
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=positive(int), default=75)
+    g.add_argument("--epochs", type=positive(int), default=None,
+                   help="passes over the training set (default 75, or 3280 with --schedule "
+                        "burda); on --resume, a new total")
     g.add_argument("--batch-size", type=positive(int), default=100)
-    g.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    g.add_argument("--lr", type=positive(float), default=1e-3,
+                   help="learning rate (the first phase's, with --schedule burda)")
+    g.add_argument("--adam-eps", type=positive(float), default=1e-8,
+                   help="Adam's epsilon (Burda et al. use 1e-4)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    g.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="elbo (default): the ELBO, averaged over --k samples; iwae: the "
+                        "importance-weighted bound L_k of Burda et al.")
+    g.add_argument("--k", type=positive(int), default=None,
+                   help="samples of z per image and step (default 1)")
+    g.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning rate per pass: constant, or burda (8 phases, 3280 passes, "
+                        "1e-3 * 10^(-(i-1)/7); --epochs then defaults to 3280)")
+    g.add_argument("--output-bias", choices=OUTPUT_BIASES, default="zero",
+                   help="data-mean: start the decoder's output bias at the training mean "
+                        "(Burda et al.)")
     g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
                    help="default: dynamic (Bernoulli decoder) or none (Gaussian)")
     g.add_argument("--beta", type=non_negative(float), default=1.0, help="KL weight")
@@ -107,8 +123,11 @@ def _cmd_train(args) -> int:
     from .runs import load_training_data
     from .training import default_run_dir, train
 
+    from .schedules import default_epochs
+
     tcfg = TrainConfig(
-        dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        dataset=args.dataset, epochs=args.epochs or default_epochs(args.schedule),
+        batch_size=args.batch_size, schedule=args.schedule, output_bias=args.output_bias,
         binarize=args.binarize, beta=args.beta, warmup_epochs=args.warmup, seed=args.seed,
         eval_samples=args.eval_samples, iw_samples=args.iw_samples, train_size=args.train_size,
         test_size=args.test_size, figures=not args.no_figures, progress=not args.no_progress,
@@ -120,13 +139,16 @@ def _cmd_train(args) -> int:
             n_input=ds.dim, hidden=tuple(args.hidden), n_latent=args.latent,
             activation=args.activation, decoder=args.decoder or ds.default_decoder,
             dtype=args.dtype, seed=args.seed, learning_rate=args.lr, optimizer=args.optimizer,
-            init=args.init,
-            **({"backend": args.backend} if args.backend else {}))
+            init=args.init, adam_eps=args.adam_eps, objective=args.objective or "elbo",
+            k=args.k or 1, **({"backend": args.backend} if args.backend else {}))
     elif args.out is None:
         raise ValueError("--resume needs --out RUN_DIR (the run to continue)")
     out = args.out or default_run_dir(mcfg, tcfg)
     print(f"run directory: {out}")
-    _, results = train(mcfg, tcfg, out, resume=args.resume)
+    expect = {key: v for key, v in (("objective", args.objective), ("k", args.k))
+              if v is not None}
+    _, results = train(mcfg, tcfg, out, resume=args.resume, expect=expect,
+                       keep_epochs=args.epochs is None)
     print(json.dumps(results, indent=1))
     print(f"figures: {Path(out) / 'figures'}")
     return 0

@@ -22,6 +22,9 @@ OPTIMIZERS = ("adam", "sgd")
 INITS = ("xavier", "he")
 DATASETS = ("mnist", "fashion-mnist", "frey")
 BINARIZATIONS = ("dynamic", "static", "none")
+SCHEDULES = ("constant", "burda")  # learning rate per pass; numpyvae.schedules computes them
+OUTPUT_BIASES = ("zero", "data-mean")  # the decoder's output bias at the start of training
+OBJECTIVES = ("elbo", "iwae")  # elbo: the ELBO, averaged over k samples; iwae: Burda's L_k
 BACKEND_ENV = "NUMPYVAE_BACKEND"
 
 
@@ -57,6 +60,8 @@ class VAEConfig:
     adam_eps: float = 1e-8
     decoder_hidden: tuple[int, ...] | None = None  # None: the encoder's widths, reversed
     init: str = "xavier"
+    objective: str = "elbo"  # what training maximises: "elbo" (ELBO-4) or "iwae" (IWAE-1)
+    k: int = 1  # samples of z per example and step (the k of L_k, or of the averaged ELBO)
     backend: str = dataclasses.field(default_factory=default_backend)
 
     def __post_init__(self) -> None:
@@ -79,6 +84,11 @@ class VAEConfig:
         check_choice("backend", self.backend, BACKENDS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("init", self.init, INITS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise ValueError(f"k={self.k!r}: k is a number of samples of z per example, a whole "
+                             "number >= 1 (k=1 with objective='elbo' is the seed's VAE)")
+        object.__setattr__(self, "k", int(self.k))
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
                 f"learning_rate must be positive, got {self.learning_rate!r}; the seed uses 1e-3"
@@ -131,6 +141,8 @@ class TrainConfig:
     figures: bool = True
     progress: bool = True
     download: bool = False  # Fashion-MNIST: fetch it into the cache if it is not on the machine
+    schedule: str = "constant"  # learning rate per pass: "constant" or "burda" (numpyvae.schedules)
+    output_bias: str = "zero"  # "data-mean": the decoder's output bias starts at the data's mean
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -146,3 +158,5 @@ class TrainConfig:
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
         if self.warmup_epochs < 0 or self.iw_samples < 0:
             raise ValueError("warmup_epochs and iw_samples must be >= 0")
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("output_bias", self.output_bias, OUTPUT_BIASES)

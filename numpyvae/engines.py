@@ -3,6 +3,8 @@
 An engine computes the model's maths; both implement the same methods:
 
     forward_backward(x, eps, beta) -> (loss, recon, kl)   batch means; gradients into grads
+                                                           (eps (k, B, J): k samples, the
+                                                           engine's ``objective``)
     elbo_terms(x, eps)             -> (recon, kl)          per example, forward only
     decoder_nll(x, z)              -> -log p(x|z)          per row: the decoder alone (L_k)
     encode(x)                      -> (mu, logvar)
@@ -48,9 +50,10 @@ def build(cfg: VAEConfig, layout: Layout, params, grads, *, ops=None, backward=N
     if custom:
         from . import ops as reference_ops
 
-        engine = cls(layout, params, grads, ops=ops or reference_ops, backward=backward)
+        engine = cls(layout, params, grads, ops=ops or reference_ops, backward=backward,
+                     objective=cfg.objective)
     else:
-        engine = cls(layout, params, grads)
+        engine = cls(layout, params, grads, objective=cfg.objective)
     if cfg.optimizer == "sgd":
         return engine, SGD(lr=cfg.learning_rate)
     optimizer = (adam or cls.Adam)(params.size, params.dtype, lr=cfg.learning_rate,

@@ -20,9 +20,7 @@ from .ops import LOG_2PI
 
 def log_mean_exp(a: np.ndarray, axis: int = 0) -> np.ndarray:
     """log( mean(exp(a)) ) along ``axis`` without overflow or underflow."""
-    m = np.max(a, axis=axis, keepdims=True)
-    out = m + np.log(np.mean(np.exp(a - m), axis=axis, keepdims=True))  # (IWAE-2)
-    return np.squeeze(out, axis=axis)
+    return ops.log_mean_exp_forward(np.moveaxis(np.asarray(a), axis, 0))[0]  # (IWAE-2)
 
 
 def log_normal_diag(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
@@ -77,6 +75,16 @@ def importance_weighted_bound(
         out[start : start + len(x)] = m + np.log(acc) - math.log(k)  # (IWAE-2)
     bar.close()
     return out
+
+
+def active_units(vae, X, threshold: float = 0.01, batch_size: int = 1000) -> int:
+    """Burda et al.'s count of active latent units: those whose encoder mean varies over the
+    images, Cov_x(E_q[z_j | x]) > ``threshold`` (they use 0.01). X: an array (N, D), or an
+    iterable of such blocks (e.g. converted from uint8 a block at a time)."""
+    blocks = ([X[i : i + batch_size] for i in range(0, len(X), batch_size)]
+              if isinstance(X, np.ndarray) else X)
+    mu = np.concatenate([vae.transform(x) for x in blocks]).astype(np.float64)
+    return int(np.sum(mu.var(axis=0) > threshold))
 
 
 def evaluate(

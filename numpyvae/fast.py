@@ -53,12 +53,15 @@ class _Workspace:
         self.mu, self.logvar, self.std, self.z = e(B, J), e(B, J), e(B, J), e(B, J)
         self.dz, self.dmu, self.dlogvar = e(B, J), e(B, J), e(B, J)
         self.kl, self.recon = e(B), e(B)
+        self.neg_L = e(B)  # k samples, IWAE: -L_k per example
         self.heads = [e(B, D) for _ in range(n_heads)]  # logits or (mean, logvar), then their grads
         self.tmp = e(D)  # one row of per-pixel loss terms
         self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
         self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
         self.x: np.ndarray | None = None  # copies of inputs that arrive non-contiguous or cast
         self.eps: np.ndarray | None = None
+        self.w: np.ndarray | None = None  # k samples: each decoder row's gradient weight
+        self.ratio: np.ndarray | None = None  # and its log p(z) - log q(z|x)
 
     def second_of(self, shape) -> np.ndarray:
         return self.second[: shape[0] * shape[1]].reshape(shape)
@@ -86,7 +89,9 @@ class FastEngine:
     gradients land in ``grads.flat`` through its named views.
     """
 
-    def __init__(self, layout: Layout, params, grads):
+    def __init__(self, layout: Layout, params, grads, objective: str = "elbo"):
+        """``objective``: what eps of shape (k, B, J) trains, "elbo" (ELBO-4) or "iwae"
+        (IWAE-1), as in ``network.ReferenceEngine``."""
         if layout.activation not in ACTIVATION_KERNELS:
             raise ValueError(
                 f"activation {layout.activation!r} has no fused kernel; "
@@ -97,6 +102,7 @@ class FastEngine:
         if params.shapes != layout.shapes():
             raise ValueError("params do not have the layout's shapes")
         self.layout = layout
+        self.objective = objective
         self.params = params
         self.grads = grads
         self.dtype = np.dtype(params.dtype)
@@ -168,12 +174,14 @@ class FastEngine:
                                ws.z, ws.std, ws.kl)
         self._decode_loss(x, ws, head_bias_grads)
 
-    def _decode_loss(self, x, ws: _Workspace, head_bias_grads) -> None:
-        """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``."""
+    def _decode_loss(self, x, ws: _Workspace, head_bias_grads, weight=None) -> None:
+        """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``;
+        dL/d(head outputs) with each row's ``weight`` (default 1/B) into ``ws.heads``."""
         h = self._hidden(ws.z, self.dec, ws.dec_h, ws.dec_d)
         for out, head in zip(ws.heads, self.heads, strict=True):
             np.matmul(h, head.W, out=out)
-        inv_b = self.dtype.type(1.0 / x.shape[0])  # (ELBO-3): every example has weight 1/B
+        # (ELBO-3): every example has weight 1/B
+        inv_b = self.dtype.type(1.0 / x.shape[0]) if weight is None else weight
         if self.gaussian:
             mean, logvar = self.heads
             kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], mean.b, logvar.b,
@@ -192,7 +200,16 @@ class FastEngine:
 
     def _backward(self, x, eps, ws: _Workspace, beta: float) -> None:
         """Every gradient, from the decoder's output back to the first layer."""
-        # decoder heads: dL/d(outputs) are in ws.heads, their bias gradients already in grads
+        self._decoder_backward(ws)
+        # latent layer: reparameterisation + KL (weight beta / B)
+        kernels.latent_backward(ws.dz, ws.mu, ws.logvar, ws.std, eps,
+                                self.dtype.type(beta / x.shape[0]), ws.dmu, ws.dlogvar,
+                                self.mu.gb, self.logvar.gb)
+        self._encoder_backward(x, ws)
+
+    def _decoder_backward(self, ws: _Workspace) -> None:
+        """From dL/d(head outputs) in ``ws.heads`` (their bias gradients already in grads) to
+        dL/dz in ``ws.dz``, every decoder gradient on the way."""
         h = ws.dec_h[-1] if self.dec else ws.z
         for dout, head in zip(ws.heads, self.heads, strict=True):
             np.matmul(h.T, dout, out=head.gW)  # (DENSE-2)
@@ -206,10 +223,10 @@ class FastEngine:
             np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             dh_in = ws.dec_h[i - 1] if i > 0 else ws.dz
             np.matmul(dh, layer.WT, out=dh_in)  # (DENSE-4)
-        # latent layer: reparameterisation + KL (weight beta / B)
-        kernels.latent_backward(ws.dz, ws.mu, ws.logvar, ws.std, eps,
-                                self.dtype.type(beta / x.shape[0]), ws.dmu, ws.dlogvar,
-                                self.mu.gb, self.logvar.gb)
+
+    def _encoder_backward(self, x, ws: _Workspace) -> None:
+        """From dL/dmu, dL/dlogvar in ``ws.dmu``, ``ws.dlogvar`` (their bias gradients already
+        in grads) to every encoder gradient."""
         h = ws.enc_h[-1] if self.enc else x
         np.matmul(h.T, ws.dmu, out=self.mu.gW)  # (DENSE-2)
         np.matmul(h.T, ws.dlogvar, out=self.logvar.gW)
@@ -224,13 +241,66 @@ class FastEngine:
             if i > 0:  # the first layer needs no dL/dx
                 np.matmul(dh, layer.WT, out=ws.enc_h[i - 1])  # (DENSE-4)
 
+    # ------------------------------------------------------------------ k samples per x
+    def _forward_backward_k(self, X, eps, beta: float) -> tuple[float, float, float]:
+        """``network.forward_k`` + ``backward_k``, fused: the encoder on B rows, the decoder on
+        k * B (sample-major: row i * B + b is sample i of example b)."""
+        X, eps = np.asarray(X), np.asarray(eps)
+        B = X.shape[0] if X.ndim == 2 else 0
+        if (X.shape != (B, self.D) or eps.ndim != 3 or eps.shape[1:] != (B, self.J)
+                or B == 0 or eps.shape[0] == 0):
+            raise ValueError(f"X has shape {X.shape} and eps {eps.shape}; expected (B, {self.D}) "
+                             f"and (k, B, {self.J}) with the same B >= 1 and k >= 1")
+        k = eps.shape[0]
+        x, _, ws = self._inputs(X, eps[0])  # the encoder's workspace (and X cast if needed)
+        eps = np.ascontiguousarray(eps, dtype=self.dtype)
+        wk = self._workspace(k * B)  # the decoder's
+        # (k = 1: ws is wk, one workspace for both sides; nothing below reads a buffer of one
+        # side that the other side writes)
+        if wk.x is None:
+            wk.x = np.empty((k * B, self.D), self.dtype)
+        wk.x.reshape(k, B, self.D)[...] = x  # each sample's row of data
+        if wk.w is None:
+            wk.w = np.empty(k * B, self.dtype)
+            wk.ratio = np.empty(k * B, self.dtype)
+        # encoder and the k samples of z
+        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d)
+        np.matmul(h, self.mu.W, out=ws.mu)
+        np.matmul(h, self.logvar.W, out=ws.logvar)
+        kernels.latent_forward_k(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps, wk.z,
+                                 ws.std, ws.kl, wk.ratio)
+        iwae = self.objective == "iwae"
+        inv_b = self.dtype.type(1.0 / B)
+        if iwae:  # weight 1 now; w~_i / B once every sample's nll is known (IWAE-6)
+            self._decode_loss(wk.x, wk, wk.db_scratch, weight=self.dtype.type(1.0))
+            kernels.iwae_weights(wk.recon, wk.ratio, k, inv_b, wk.w, ws.neg_L)
+            for dout, head in zip(wk.heads, self.heads, strict=True):
+                kernels.scale_rows(dout, wk.w, head.gb)  # (IWAE-6)
+            loss = kernels.mean64(ws.neg_L)
+        else:  # every sample weighs 1 / (k B)  (ELBO-4)
+            self._decode_loss(wk.x, wk, [head.gb for head in self.heads],
+                              weight=self.dtype.type(1.0 / (k * B)))
+        recon, kl = kernels.mean64(wk.recon), kernels.mean64(ws.kl)
+        if not iwae:
+            loss = recon + beta * kl  # (ELBO-4)
+        self._decoder_backward(wk)
+        kernels.latent_backward_k(wk.dz, wk.z, ws.mu, ws.logvar, ws.std, eps, wk.w,
+                                  self.dtype.type(beta / B), iwae, ws.dmu, ws.dlogvar,
+                                  self.mu.gb, self.logvar.gb)
+        self._encoder_backward(x, ws)
+        return loss, recon, kl
+
     # ------------------------------------------------------------------ public
     def forward_backward(self, X, eps, beta: float = 1.0) -> tuple[float, float, float]:
         """Loss and all gradients for the batch X (B, D) with noise eps (B, J).
 
         Gradients are written into ``grads``. Returns (loss, recon, kl), batch means in nats per
         example, loss = recon + beta * kl  (ELBO-2) (ELBO-3), as ``network.forward_backward``.
+        With eps (k, B, J): k samples per example under ``objective``, as
+        ``network.forward_k``/``backward_k`` (ELBO-4) (IWAE-1).
         """
+        if np.ndim(eps) == 3:
+            return self._forward_backward_k(X, eps, beta)
         x, eps, ws = self._inputs(X, eps)
         self._forward(x, eps, ws, [head.gb for head in self.heads])
         self._backward(x, eps, ws, beta)

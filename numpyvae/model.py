@@ -148,27 +148,47 @@ class VAE:
             raise ValueError("z contains NaN or inf")
         return z
 
-    def _check_eps(self, eps, n: int) -> np.ndarray:
+    def _eps_shape(self, n: int) -> tuple[int, ...]:
+        """The noise one training step takes for n examples: (n, J) for the seed's ELBO, (k, n,
+        J) when each example gets k samples (objective "iwae", or "elbo" with k > 1)."""
+        c = self.config
+        return (n, c.n_latent) if c.objective == "elbo" and c.k == 1 else (c.k, n, c.n_latent)
+
+    def _check_eps(self, eps, n: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
         eps = np.asarray(eps, dtype=self.dtype)
-        if eps.shape != (n, self.n_latent):
-            raise ValueError(f"eps has shape {eps.shape}; expected {(n, self.n_latent)}: one "
-                             f"row of {self.n_latent} standard normal draws per example")
+        shape = (n, self.n_latent) if shape is None else shape
+        if eps.shape != shape:
+            c = self.config
+            what = (f"one row of {self.n_latent} standard normal draws per example"
+                    if len(shape) == 2 else
+                    f"k={c.k} samples (objective={c.objective!r}, k={c.k}): eps[i] is the i-th "
+                    "sample's noise for every example")
+            raise ValueError(f"eps has shape {eps.shape}; expected {shape}: {what}")
         return eps
+
+    def _check_beta(self, beta: float) -> None:
+        if self.config.objective == "iwae" and beta != 1.0:
+            raise ValueError(f"beta={beta}: the IWAE bound L_k has no separate KL term to weight; "
+                             "train it with beta=1 (and no KL warm-up), or use objective='elbo'")
 
     # ------------------------------------------------------------------ training
     def loss_and_gradients(self, X, eps, beta: float = 1.0):
-        """Mean negative ELBO per example and name -> gradient, with the noise eps given.
+        """Mean loss per example and name -> gradient, with the noise eps given.
 
+        The loss is the negative ELBO (objective "elbo", eps (B, J); with k > 1 samples, eps
+        (k, B, J) and the ELBO averaged over them) or -L_k (objective "iwae", eps (k, B, J)).
         With eps fixed the loss is a deterministic function of the parameters: this is what
-        ``numpyvae.gradcheck`` differentiates numerically. X (B, D), eps (B, J).
+        ``numpyvae.gradcheck`` differentiates numerically. X (B, D).
         """
         X = self.check_input(X)
-        eps = self._check_eps(eps, X.shape[0])
+        eps = self._check_eps(eps, X.shape[0], self._eps_shape(X.shape[0]))
+        self._check_beta(beta)
         loss, _, _ = self._engine.forward_backward(X, eps, beta)
         return loss, OrderedDict((name, g.copy()) for name, g in self.grads.items())
 
     def step(self, X: np.ndarray, beta: float = 1.0, eps: np.ndarray | None = None):
         """One optimiser step on a checked batch; returns (loss, recon, kl) batch means."""
+        self._check_beta(beta)
         if eps is None:
             eps = self._noise(X.shape[0])
         loss, recon, kl = self._engine.forward_backward(X, eps, beta)
@@ -176,10 +196,11 @@ class VAE:
         return loss, recon, kl
 
     def _noise(self, batch_size: int) -> np.ndarray:
-        """eps ~ N(0, I) of shape (batch_size, J), drawn into a buffer kept per batch size."""
+        """eps ~ N(0, I) of the step's shape (``_eps_shape``), drawn into a buffer kept per
+        batch size."""
         buf = self._eps_buffers.get(batch_size)
         if buf is None:
-            buf = self._eps_buffers[batch_size] = np.empty((batch_size, self.n_latent), self.dtype)
+            buf = self._eps_buffers[batch_size] = np.empty(self._eps_shape(batch_size), self.dtype)
         return self.rng.standard_normal(out=buf, dtype=self.dtype)
 
     def partial_fit(self, X, beta: float = 1.0) -> float:
@@ -309,13 +330,16 @@ class VAE:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._engine = engines.engine_class(self.config.backend)(self.layout, self.params,
-                                                                 self.grads)
+        self._engine = engines.engine_class(self.config.backend)(
+            self.layout, self.params, self.grads, objective=self.config.objective)
 
     def __repr__(self) -> str:
         c = self.config
+        objective = "" if (c.objective, c.k) == ("elbo", 1) else (
+            f", objective={c.objective!r}, k={c.k}")
         return (f"VAE(n_input={c.n_input}, hidden={c.hidden}, n_latent={c.n_latent}, "
-                f"activation={c.activation!r}, decoder={c.decoder!r}, dtype={c.dtype!r})")
+                f"activation={c.activation!r}, decoder={c.decoder!r}, dtype={c.dtype!r}"
+                f"{objective})")
 
 
 def save_checkpoint(path, vae: VAE, train_state: dict | None = None):

@@ -25,9 +25,10 @@ from . import data as datasets
 from .atomic import atomic_write
 from .config import TrainConfig, VAEConfig
 from .errors import DivergenceError
-from .evaluate import importance_weighted_bound
+from .evaluate import active_units, importance_weighted_bound
 from .model import VAE
 from .runs import CHECKPOINT, RunData, open_run, write_figures
+from .schedules import learning_rate
 
 __all__ = ["Trainer", "TrainConfig", "TrainingInterrupted", "train", "CHECKPOINT"]
 
@@ -82,8 +83,10 @@ class Trainer:
 
     def __init__(self, model_cfg: VAEConfig | None, train_cfg: TrainConfig | None, out_dir,
                  resume: bool = False, log=print, overwrite: bool = False, on_step=None,
-                 on_epoch=None):
-        """``overwrite``: start afresh even if ``out_dir`` holds a run (its files are replaced
+                 on_epoch=None, expect: dict | None = None):
+        """``expect`` (resume): model fields the checkpoint must have, e.g. {"objective":
+        "iwae", "k": 5}; a run is never continued under another objective (nor, with
+        ``model_cfg`` given, another architecture). ``overwrite``: start afresh even if ``out_dir`` holds a run (its files are replaced
         one by one, atomically, as the new run writes them). ``on_step(trainer, i)`` runs
         after step i of an epoch; ``on_epoch(trainer, row)`` after each epoch's row of the
         history has been written and checkpointed (``numpyvae.demo`` draws its frames there).
@@ -97,6 +100,7 @@ class Trainer:
                 raise FileNotFoundError(f"nothing to resume: {ck} does not exist; start a new run "
                                         "without --resume")
             run = open_run(ck)
+            self._check_resume(ck, run.vae.config, model_cfg, expect or {})
             saved = run.train_config
             if train_cfg is not None:  # only the number of epochs may change on resume
                 saved.epochs = train_cfg.epochs
@@ -108,15 +112,62 @@ class Trainer:
                                       "another --out directory")
             self.vae, self.cfg = VAE.from_config(model_cfg), train_cfg
             self.epoch, self.step_in_epoch, self.history = 0, 0, {}
+        if self.vae.config.objective == "iwae" and (self.cfg.beta != 1 or
+                                                   self.cfg.warmup_epochs > 0):
+            raise ValueError(f"objective 'iwae' with beta={self.cfg.beta}, warm-up "
+                             f"{self.cfg.warmup_epochs} epochs: the bound L_k has no separate KL "
+                             "term to weight; drop --beta/--warmup, or use --objective elbo")
         data = RunData.prepare(self.cfg, self.vae.config.decoder)
         if data.ds.dim != self.vae.n_input:
             raise ValueError(f"{self.cfg.dataset} images have {data.ds.dim} pixels but the model "
                              f"expects n_input={self.vae.n_input}")
         self.ds, self.train_x, self.test_x = data.ds, data.train_x, data.test_x
         self.test_labels, self.mode = data.test_labels, data.mode
+        if not resume and self.cfg.output_bias == "data-mean":
+            self._init_output_bias()
         self.out.mkdir(parents=True, exist_ok=True)
         self._batch = np.empty((min(self.cfg.batch_size, len(self.train_x)), self.ds.dim),
                                self.vae.dtype)
+
+    @staticmethod
+    def _check_resume(ck: Path, saved: VAEConfig, model_cfg: VAEConfig | None,
+                      expect: dict) -> None:
+        """Refuse to continue a run under another objective, k or architecture."""
+        want = dict(expect)
+        if model_cfg is not None:
+            want.update(objective=model_cfg.objective, k=model_cfg.k)
+            want.update({key: b for key, (_, b) in saved.architecture_diff(model_cfg).items()})
+        diff = {key: (getattr(saved, key), v) for key, v in want.items()
+                if getattr(saved, key) != v}
+        if diff:
+            had = ", ".join(f"{key}={a!r}" for key, (a, _) in diff.items())
+            asked = ", ".join(f"{key}={b!r}" for key, (_, b) in diff.items())
+            flags = " ".join(f"--{key} {a}" for key, (a, _) in diff.items()
+                             if key in ("objective", "k"))
+            raise ValueError(
+                f"{ck} was trained with {had}; resuming it with {asked} would continue its "
+                f"optimiser state on another model or objective. Fix: resume it as it was "
+                f"({flags or 'without those flags'}), or start the new run in another --out "
+                "directory")
+
+    def _init_output_bias(self) -> None:
+        """The decoder's output bias at the training data's mean (Burda et al.): the logit of
+        each pixel's mean for a Bernoulli decoder, the mean itself for a Gaussian one."""
+        mean = sum(x.sum(axis=0, dtype=np.float64) for x in self._train_floats())
+        mean /= len(self.train_x)
+        if self.vae.config.decoder == "bernoulli":
+            p = np.clip(mean, 1e-3, 1 - 1e-3)  # pixels never on: a finite logit, sigma = 1e-3
+            self.vae.params["dec.out.b"][...] = np.log(p) - np.log1p(-p)
+        else:
+            self.vae.params["dec.mu.b"][...] = mean
+
+    def _train_floats(self, block: int = 1000):
+        """The training images as the model's floats, a block at a time: grey values x/255
+        (the mean of their dynamic binarisation), or the 0/1 pixels of a static one."""
+        for i in range(0, len(self.train_x), block):
+            x = self.train_x[i : i + block]
+            yield (x.astype(self.vae.dtype) if self.mode == "static"
+                   else datasets.to_float(x, self.vae.dtype))
 
     # ------------------------------------------------------------------ bookkeeping
     def _state(self) -> dict:
@@ -158,7 +209,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, vae, e = self.cfg, self.vae, self.epoch
-        t0 = time.perf_counter()
+        vae.optimizer.lr = learning_rate(cfg.schedule, vae.config.learning_rate, e)
+        t0, c0 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng([cfg.seed, e])  # data order and binarisation of epoch e
         batches = datasets.iterate_batches(self.train_x, cfg.batch_size, rng=rng,
                                            binarize=self.mode, dtype=vae.dtype, out=self._batch)
@@ -192,19 +244,25 @@ class Trainer:
                 bar.close()
                 raise TrainingInterrupted(stop.signum, self.save(), e, vae.optimizer.t)
         bar.close()
-        self._end_epoch(sums / max(seen, 1), time.perf_counter() - t0)
+        self._end_epoch(sums / max(seen, 1), time.perf_counter() - t0, time.process_time() - c0)
 
-    def _end_epoch(self, train_means: np.ndarray, seconds: float) -> None:
+    def _end_epoch(self, train_means: np.ndarray, seconds: float, cpu: float) -> None:
         e, cfg = self.epoch, self.cfg
         recon, kl = self.vae.elbo_terms(self.test_x, n_samples=cfg.eval_samples,
                                         rng=np.random.default_rng([cfg.seed, e, 1]))
         row = {"epoch": e + 1, "train_loss": train_means[0], "train_recon": train_means[1],
                "train_kl": train_means[2], "test_loss": float(np.mean(recon + kl)),
                "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
-               "beta": self.beta_at(e + 1, 0, 1), "seconds": seconds}
-        for key, value in row.items():
-            self.history.setdefault(key, []).append(float(value) if key != "epoch" else value)
-        self.log(f"epoch {e + 1:3d}/{cfg.epochs}  train -ELBO {row['train_loss']:8.3f}  "
+               "beta": self.beta_at(e + 1, 0, 1), "lr": self.vae.optimizer.lr,
+               "seconds": seconds, "cpu_seconds": cpu}
+        done = len(self.history.get("epoch", []))
+        for key, value in row.items():  # a column new to a resumed run starts with NaNs
+            self.history.setdefault(key, [math.nan] * done).append(
+                float(value) if key != "epoch" else value)
+        c = self.vae.config
+        name = "-ELBO" if (c.objective, c.k) == ("elbo", 1) else (
+            f"-L_{c.k}" if c.objective == "iwae" else f"-ELBO(k={c.k})")
+        self.log(f"epoch {e + 1:3d}/{cfg.epochs}  train {name} {row['train_loss']:8.3f}  "
                  f"test -ELBO {row['test_loss']:8.3f} (recon {row['test_recon']:8.3f}  KL "
                  f"{row['test_kl']:6.3f})  {seconds:5.1f} s")
         self.epoch, self.step_in_epoch = e + 1, 0
@@ -221,7 +279,9 @@ class Trainer:
         results = {"dataset": cfg.dataset, "binarization": self.mode, "epochs": self.epoch,
                    "test_examples": len(self.test_x), "elbo_samples": cfg.eval_samples,
                    "test_neg_elbo": float(np.mean(recon + kl)),
-                   "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl))}
+                   "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
+                   "objective": vae.config.objective, "k": vae.config.k,
+                   "active_units": active_units(vae, self._train_floats())}
         if cfg.iw_samples > 0:
             lk = importance_weighted_bound(vae, self.test_x, cfg.iw_samples, rng,
                                            progress=cfg.progress)
@@ -237,9 +297,12 @@ class Trainer:
                              self.out / "figures")
 
 
-def train(model_cfg: VAEConfig, train_cfg: TrainConfig, out_dir=None, resume=False, log=print):
-    """Train (or resume) a run; returns (vae, results)."""
+def train(model_cfg: VAEConfig, train_cfg: TrainConfig, out_dir=None, resume=False, log=print,
+          expect: dict | None = None, keep_epochs: bool = False):
+    """Train (or resume) a run; returns (vae, results). On resume, ``train_cfg.epochs`` is the
+    new total unless ``keep_epochs``; ``expect``: see ``Trainer``."""
     out = Path(out_dir) if out_dir is not None else default_run_dir(model_cfg, train_cfg)
-    trainer = Trainer(model_cfg, train_cfg, out, resume=resume, log=log)
+    trainer = Trainer(model_cfg, None if (resume and keep_epochs) else train_cfg, out,
+                      resume=resume, log=log, expect=expect)
     results = trainer.run()
     return trainer.vae, results

@@ -24,7 +24,7 @@ PACKAGE = Path(numpyvae.__file__).resolve().parent
 # lower rank never imports higher rank (the data flow of the GUIDE). plots draws arrays and
 # any object with the model's methods (a Protocol), so it sits low: it imports no model code.
 RANK = {
-    "errors": 0, "atomic": 0, "argtypes": 0, "config": 0, "ops": 0, "latent": 0,
+    "errors": 0, "atomic": 0, "argtypes": 0, "config": 0, "ops": 0, "latent": 0, "schedules": 1,
     "idx": 1, "batches": 1, "data": 1, "layers": 1, "params": 1, "optim": 1, "kernels": 1,
     "gradcheck": 1, "checkpoint": 2, "network": 2, "fast": 2, "engines": 3, "model": 4,
     "plots": 1, "evaluate": 5, "runs": 5, "training": 6, "pretrained": 6, "demo": 7, "reproduce": 7,

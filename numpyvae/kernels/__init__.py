@@ -1,6 +1,7 @@
 """Numba kernels: the maths of ``numpyvae.ops``, fused into single passes over memory.
 
     fused.py     the training step's kernels (bias + activation, losses, latent layer, Adam)
+    ksample.py   the k-sample objectives' latent layer and importance weights (IWAE)
     vmath.py     vectorisable float32 exp / log1p / tanh used inside them
     teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
 """
@@ -17,11 +18,13 @@ from .fused import (
     latent_forward,
     mean64,
 )
+from .ksample import iwae_weights, latent_backward_k, latent_forward_k, scale_rows
 from .teaching import matmul
 from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
-    "bias_tanh", "gaussian_loss_grad", "latent_backward", "latent_forward", "mean64", "matmul",
+    "bias_tanh", "gaussian_loss_grad", "iwae_weights", "latent_backward", "latent_backward_k",
+    "latent_forward", "latent_forward_k", "mean64", "matmul", "scale_rows",
     "exp_array", "log1p_array", "tanh_array", "vexp", "vlog1p", "vtanh",
 ]
