@@ -121,9 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(args) -> int:
     from .config import TrainConfig, VAEConfig
     from .runs import load_training_data
-    from .training import default_run_dir, train
-
     from .schedules import default_epochs
+    from .training import default_run_dir, train
 
     tcfg = TrainConfig(
         dataset=args.dataset, epochs=args.epochs or default_epochs(args.schedule),

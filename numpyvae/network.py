@@ -173,25 +173,33 @@ _reference_backward = backward  # ReferenceEngine's default (its argument shadow
 
 
 # --------------------------------------------------------------------------- k samples per x
-# The same pieces as ``backward`` above, as functions: the k-sample objectives reuse them (the
-# exercise keeps its own copy in ``backward``, which a student writes in one piece).
+# The same pieces as ``backward`` above, as functions, for the k-sample objectives. ``backward``
+# keeps its own copy because a student writes it in one piece (the exercise), and these two are
+# solution regions too, so that the exercise file does not hand its answer out.
 def decoder_backward(douts, dec_cache, grads, layout: Layout, ops=reference_ops) -> np.ndarray:
     """dL/d(decoder outputs) -> dL/dz; the decoder's gradients written into ``grads``."""
     hidden_caches, head_caches = dec_cache
+    ### BEGIN SOLUTION
+    ### HINT: what you wrote in backward, from the heads down to dz
     dh = 0
     for dout, (head, head_cache) in zip(douts, head_caches, strict=True):
         dh_head, grads[head.W][...], grads[head.b][...] = ops.dense_backward(dout, head_cache)
         dh = dh + dh_head  # (DENSE-4): the Gaussian heads read the same h
-    return _mlp_backward(dh, hidden_caches, grads, layout.activation, ops, need_dx=True)
+    dz = _mlp_backward(dh, hidden_caches, grads, layout.activation, ops, need_dx=True)
+    ### END SOLUTION
+    return dz
 
 
 def encoder_backward(dmu, dlogvar, enc_cache, grads, layout: Layout, ops=reference_ops) -> None:
     """dL/dmu, dL/dlogvar (B, J) -> the encoder's gradients, written into ``grads``."""
     enc_caches, mu_cache, lv_cache = enc_cache
     mu_layer, lv_layer = layout.enc_heads
+    ### BEGIN SOLUTION
+    ### HINT: what you wrote in backward, from the two heads down to the first layer
     dh_mu, grads[mu_layer.W][...], grads[mu_layer.b][...] = ops.dense_backward(dmu, mu_cache)
     dh_lv, grads[lv_layer.W][...], grads[lv_layer.b][...] = ops.dense_backward(dlogvar, lv_cache)
     _mlp_backward(dh_mu + dh_lv, enc_caches, grads, layout.activation, ops, need_dx=False)
+    ### END SOLUTION
 
 
 @dataclasses.dataclass

@@ -86,8 +86,9 @@ class Trainer:
                  on_epoch=None, expect: dict | None = None):
         """``expect`` (resume): model fields the checkpoint must have, e.g. {"objective":
         "iwae", "k": 5}; a run is never continued under another objective (nor, with
-        ``model_cfg`` given, another architecture). ``overwrite``: start afresh even if ``out_dir`` holds a run (its files are replaced
-        one by one, atomically, as the new run writes them). ``on_step(trainer, i)`` runs
+        ``model_cfg`` given, another architecture). ``overwrite``: start afresh even if
+        ``out_dir`` holds a run (its files are replaced one by one, atomically, as the new run
+        writes them). ``on_step(trainer, i)`` runs
         after step i of an epoch; ``on_epoch(trainer, row)`` after each epoch's row of the
         history has been written and checkpointed (``numpyvae.demo`` draws its frames there).
         """

@@ -147,6 +147,100 @@ def backward(cache: ForwardCache, grads, ops=reference_ops) -> None:
 _reference_backward = backward  # ReferenceEngine's default (its argument shadows the name)
 
 
+# --------------------------------------------------------------------------- k samples per x
+# The same pieces as ``backward`` above, as functions, for the k-sample objectives. ``backward``
+# keeps its own copy because a student writes it in one piece (the exercise), and these two are
+# solution regions too, so that the exercise file does not hand its answer out.
+def decoder_backward(douts, dec_cache, grads, layout: Layout, ops=reference_ops) -> np.ndarray:
+    """dL/d(decoder outputs) -> dL/dz; the decoder's gradients written into ``grads``."""
+    hidden_caches, head_caches = dec_cache
+    raise NotImplementedError("(DENSE-4): what you wrote in backward, from the heads down to dz")
+    return dz
+
+
+def encoder_backward(dmu, dlogvar, enc_cache, grads, layout: Layout, ops=reference_ops) -> None:
+    """dL/dmu, dL/dlogvar (B, J) -> the encoder's gradients, written into ``grads``."""
+    enc_caches, mu_cache, lv_cache = enc_cache
+    mu_layer, lv_layer = layout.enc_heads
+    raise NotImplementedError("what you wrote in backward, from the two heads down to the first layer")
+
+
+@dataclasses.dataclass
+class KSampleCache:
+    """What ``forward_k`` keeps for ``backward_k``."""
+
+    objective: str
+    k: int
+    beta: float
+    layout: Layout
+    mu: np.ndarray
+    logvar: np.ndarray
+    z: np.ndarray  # (k, B, J)
+    w: np.ndarray  # (k, B): the weight of each sample in its example's gradient
+    enc_cache: tuple
+    rep_cache: tuple
+    kl_cache: tuple
+    ratio_cache: object
+    dec_cache: tuple
+    rec_cache: tuple
+
+
+def forward_k(params, layout: Layout, x: np.ndarray, eps: np.ndarray, objective: str,
+              beta: float = 1.0, ops=reference_ops):
+    """k samples of z per example. x (B, D), eps (k, B, J) -> (loss, recon, kl, cache).
+
+    objective "elbo": loss = mean over the k samples of -log p(x|z_i), plus beta * KL, per
+    example (ELBO-4), the "VAE with k samples". objective "iwae": loss = -L_k (IWAE-1), the
+    importance-weighted bound, estimated with these k samples (beta must be 1). recon (B,) is the
+    mean of -log p(x|z_i) over the samples and kl (B,) the closed-form KL, for reporting.
+    """
+    k, B, J = eps.shape
+    mu, logvar, enc_cache = encode(params, layout, x, ops)
+    z, rep_cache = ops.reparameterize_forward(mu, logvar, eps)  # (REP-1), broadcast over k
+    kl, kl_cache = ops.kl_standard_normal_forward(mu, logvar)  # (KL-1)
+    outputs, dec_cache = decode(params, layout, z.reshape(k * B, J), ops)  # k*B decoder rows
+    xs = np.broadcast_to(x, (k, *x.shape)).reshape(k * B, -1)
+    nll, rec_cache = nll_forward(xs, outputs, layout.decoder, ops)
+    nll = nll.reshape(k, B)
+    ratio_cache = None
+    if objective == "elbo":
+        loss = nll.mean(axis=0) + beta * kl  # (ELBO-4)
+        w = np.full((k, B), 1.0 / k, dtype=x.dtype)  # each sample's share of the gradient
+    else:
+        ratio, ratio_cache = ops.log_prior_ratio_forward(z, eps, logvar)  # (IWAE-4)
+        L, w = ops.log_mean_exp_forward(-nll + ratio)  # (IWAE-1) (IWAE-2); w = softmax
+        loss = -L
+    cache = KSampleCache(objective, k, beta, layout, mu, logvar, z, w, enc_cache, rep_cache,
+                         kl_cache, ratio_cache, dec_cache, rec_cache)
+    return loss, nll.mean(axis=0), kl, cache
+
+
+def backward_k(cache: KSampleCache, grads, ops=reference_ops) -> None:
+    """Every parameter gradient of the batch mean of ``forward_k``'s loss, into ``grads``."""
+    k, (B, J), layout = cache.k, cache.mu.shape, cache.layout
+    dtype = cache.mu.dtype
+    # dloss/dlog w_i = -w~_i / B for IWAE (IWAE-5) (IWAE-6); 1 / (k B) for the k-sample ELBO
+    dnll = (cache.w / B).astype(dtype)
+    if layout.decoder == "bernoulli":
+        douts = (ops.bce_with_logits_backward(dnll.reshape(k * B), cache.rec_cache),)  # (BER-3)
+    else:
+        douts = ops.gaussian_nll_backward(dnll.reshape(k * B), cache.rec_cache)  # (GAU-2) (GAU-3)
+    dz = decoder_backward(douts, cache.dec_cache, grads, layout, ops).reshape(k, B, J)
+    if cache.objective == "iwae":
+        # log w_i also holds log p(z_i) - log q(z_i|x): seeded with -w~_i / B (IWAE-6)
+        dz_ratio, dlogvar_ratio = ops.log_prior_ratio_backward(-dnll, cache.ratio_cache)
+        dz = dz + dz_ratio
+    dmu_k, dlogvar_k = ops.reparameterize_backward(dz, cache.rep_cache)  # (REP-2) (REP-3)
+    dmu, dlogvar = dmu_k.sum(axis=0), dlogvar_k.sum(axis=0)  # the k samples share mu, logvar
+    if cache.objective == "iwae":
+        dlogvar = dlogvar + dlogvar_ratio
+    else:
+        dmu_kl, dlogvar_kl = ops.kl_standard_normal_backward(
+            np.full(B, cache.beta / B, dtype), cache.kl_cache)  # (KL-2) (KL-3)
+        dmu, dlogvar = dmu + dmu_kl, dlogvar + dlogvar_kl
+    encoder_backward(dmu, dlogvar, cache.enc_cache, grads, layout, ops)
+
+
 def forward_backward(params, grads, layout: Layout, x: np.ndarray, eps: np.ndarray,
                      beta: float = 1.0, ops=reference_ops) -> tuple[float, float, float]:
     """One forward and backward pass; gradients are written into ``grads``.
@@ -167,16 +261,25 @@ class ReferenceEngine:
 
     Adam = Adam  # the optimiser that goes with this engine (fast.py pairs FastAdam)
 
-    def __init__(self, layout: Layout, params, grads, ops=reference_ops, backward=None):
+    def __init__(self, layout: Layout, params, grads, ops=reference_ops, backward=None,
+                 objective: str = "elbo"):
         """``ops``: the forward/backward pairs to build from; ``backward``: a function with the
-        signature of this module's ``backward`` to use in its place (both for exercises)."""
+        signature of this module's ``backward`` to use in its place (both for exercises).
+        ``objective``: what eps of shape (k, B, J) trains, "elbo" (ELBO-4) or "iwae" (IWAE-1)."""
         self.layout, self.params, self.grads, self.ops = layout, params, grads, ops
         self._backward = _reference_backward if backward is None else backward
+        self.objective = objective
 
     def forward_backward(self, x, eps, beta: float = 1.0) -> tuple[float, float, float]:
-        """Batch-mean (loss, recon, kl) of x (B, D) with noise eps (B, J); writes ``grads``."""
-        loss, recon, kl, cache = forward(self.params, self.layout, x, eps, beta, self.ops)
-        self._backward(cache, self.grads, self.ops)
+        """Batch-mean (loss, recon, kl) of x (B, D) with noise eps (B, J), or (k, B, J) for k
+        samples per example under ``objective``; writes ``grads``."""
+        if eps.ndim == 3:
+            loss, recon, kl, kcache = forward_k(self.params, self.layout, x, eps,
+                                                self.objective, beta, self.ops)
+            backward_k(kcache, self.grads, self.ops)
+        else:
+            loss, recon, kl, cache = forward(self.params, self.layout, x, eps, beta, self.ops)
+            self._backward(cache, self.grads, self.ops)
         return float(loss.mean()), float(recon.mean()), float(kl.mean())
 
     def elbo_terms(self, x, eps) -> tuple[np.ndarray, np.ndarray]:

@@ -165,6 +165,43 @@ def kl_standard_normal_backward(dkl: np.ndarray, cache):
     return dmu, dlogvar
 
 
+# --------------------------------------------------------------------------- k-sample objectives
+def log_prior_ratio_forward(z: np.ndarray, eps: np.ndarray, logvar: np.ndarray):
+    """log p(z_i) - log q(z_i|x) for reparameterised samples z_i = mu + sigma * eps_i.
+
+    z, eps (k, B, J); logvar (B, J), shared by the k samples of an example -> (k, B) in nats.
+    With (z - mu)^2 / sigma^2 = eps^2 the log 2 pi terms of the two densities cancel.
+    """
+    r = 0.5 * (np.sum(logvar, axis=-1) + np.sum(eps * eps - z * z, axis=-1))  # (IWAE-4)
+    return r, z
+
+
+def log_prior_ratio_backward(dr: np.ndarray, cache):
+    """dr (k, B) -> (dz (k, B, J), dlogvar (B, J)); eps is noise, held fixed: no gradient."""
+    z = cache
+    dz = -dr[..., None] * z  # (IWAE-6): d/dz of -z^2 / 2
+    dlogvar = 0.5 * np.broadcast_to(dr.sum(axis=0)[:, None], z.shape[1:])  # (IWAE-6)
+    return dz, dlogvar
+
+
+def log_mean_exp_forward(log_w: np.ndarray):
+    """L = log (1/k) sum_i exp(log_w_i) over the first axis, computed stably.
+
+    log_w (k, B) -> L (B,). The cache is the normalised weights w~ = softmax(log_w) (k, B).
+    """
+    m = log_w.max(axis=0)
+    e = np.exp(log_w - m)  # every exponent <= 0: no overflow
+    s = e.sum(axis=0)
+    L = m + np.log(s) - math.log(log_w.shape[0])  # (IWAE-2)
+    return L, e / s
+
+
+def log_mean_exp_backward(dL: np.ndarray, cache) -> np.ndarray:
+    """dL (B,) -> dlog_w (k, B): each sample's share of the gradient is its normalised weight."""
+    w_tilde = cache
+    return dL * w_tilde  # (IWAE-5)
+
+
 # --------------------------------------------------------------------------- initialisation
 def xavier_uniform(
     fan_in: int, fan_out: int, rng: np.random.Generator, dtype=np.float32
