@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-entries", type=positive(int), default=None,
                    help="check at most this many entries per parameter")
     c.add_argument("--seed", type=non_negative(int), default=0)
+    c.add_argument("--objective", choices=OBJECTIVES, default="elbo")
+    c.add_argument("--k", type=positive(int), default=1, help="samples of z per example")
 
     from .demo import add_arguments as add_demo_arguments
     from .exercises.cli import add_arguments as add_exercises_arguments
@@ -189,13 +191,16 @@ def _cmd_gradcheck(args) -> int:
 
     vae = VAE(n_input=args.input, hidden=tuple(args.hidden), n_latent=args.latent,
               activation=args.activation, decoder=args.decoder or "bernoulli", dtype="float64",
-              seed=args.seed, **({"backend": args.backend} if args.backend else {}))
+              seed=args.seed, objective=args.objective, k=args.k,
+              **({"backend": args.backend} if args.backend else {}))
     rng = np.random.default_rng(args.seed)
     randomize_biases(vae, rng)  # non-zero biases so every bias gradient is exercised
     X = rng.random((args.batch, args.input))
     if vae.config.decoder == "bernoulli":
         X = (X < 0.5).astype(np.float64)
-    eps = rng.standard_normal((args.batch, args.latent))
+    shape = (args.batch, args.latent)
+    one = (args.objective, args.k) == ("elbo", 1)
+    eps = rng.standard_normal(shape if one else (args.k, *shape))
     report = check_model(vae, X, eps, max_entries=args.max_entries, rng=rng)
     print(f"{vae!r}, batch {args.batch}, backend {vae.config.backend}")
     print(report.table())

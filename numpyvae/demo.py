@@ -29,6 +29,7 @@ directory replaces the earlier demo run.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .argtypes import non_negative, positive
-from .config import BACKENDS
+from .config import BACKENDS, OBJECTIVES
 from .data import to_float
 from .demo_figure import DPI, FIGSIZE, N_GRID, SPAN, DemoFigure, assemble_gif, grid_z, save_frame
 from .demo_window import KEYS, DemoStopped, window_available
@@ -66,7 +67,7 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
              train_size: int | None = None, window: bool = True, seed: int = 0,
              backend: str | None = None, log: Callable[[str], None] = print,
              dataset: str = "mnist", beta: float = 1.0, start_from: VAE | None = None,
-             start_name: str = "") -> dict:
+             start_name: str = "", objective: str = "elbo", k: int = 1) -> dict:
     """Train the 784-500-500-2 VAE and draw its latent space before training and after each
     epoch; in a window, also pause (space), stop (q) and explore z with the mouse.
 
@@ -84,6 +85,8 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
         start_from: a 784-…-2 model to start from (a copy is trained; the argument is left
             alone), e.g. ``numpyvae.pretrained.load_pretrained("mnist-z2")``.
         start_name: what to call ``start_from`` in the title.
+        objective, k: what to train, as ``VAEConfig``: "elbo" (averaged over k samples) or
+            "iwae" (Burda et al.'s L_k, beta must be 1); a start model is trained on it too.
 
     Returns:
         {"history": {column: [value per epoch]}, "frames": [Path], "gif": Path or None,
@@ -104,9 +107,11 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
                          f"n_latent={start_from.n_latent}")
     out, (ds_title, legend_title) = Path(out), TITLES[dataset]
     frames_dir = out / "frames"
-    model_cfg = start_from.config if start_from is not None else VAEConfig(
-        hidden=(500, 500), n_latent=2, activation="softplus", decoder="bernoulli", seed=seed,
-        learning_rate=1e-3, **({"backend": backend} if backend else {}))
+    model_cfg = dataclasses.replace(start_from.config, objective=objective, k=k) \
+        if start_from is not None else VAEConfig(
+            hidden=(500, 500), n_latent=2, activation="softplus", decoder="bernoulli", seed=seed,
+            learning_rate=1e-3, objective=objective, k=k,
+            **({"backend": backend} if backend else {}))
     train_cfg = TrainConfig(dataset=dataset, epochs=max(epochs, 1), batch_size=BATCH_SIZE,
                             beta=beta, seed=seed, train_size=n_train, test_size=N_TEST,
                             figures=False, progress=False)
@@ -115,7 +120,12 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
         if start_from.n_input != trainer.ds.dim:
             raise ValueError(f"the start model has n_input={start_from.n_input}, but "
                              f"{dataset} images have {trainer.ds.dim} pixels")
-        trainer.vae = copy.deepcopy(start_from)
+        if (start_from.config.objective, start_from.config.k) == (objective, k):
+            trainer.vae = copy.deepcopy(start_from)
+        else:  # the start's weights, optimiser and noise state, trained on the new objective
+            trainer.vae.params.flat[...] = start_from.params.flat
+            trainer.vae.optimizer.load_state(start_from.optimizer.state())
+            trainer.vae.rng.bit_generator.state = start_from.rng.bit_generator.state
     vae, ds = trainer.vae, trainer.ds
     frames_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*frames_dir.glob("epoch_*.png"), *(out / name for name in STALE)]:
@@ -123,6 +133,11 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
     grey = to_float(ds.test_images[:N_TEST], vae.dtype)  # the scatter uses grey values
     what = f"pretrained {start_name or 'model'}" if start_from is not None else "2-D VAE"
     beta_note = f" · β = {beta:g}" if beta != 1 else ""
+    train_label = None
+    if (objective, k) != ("elbo", 1):
+        beta_note += f" · IWAE k = {k}" if objective == "iwae" else f" · ELBO, k = {k}"
+        sub = str(k).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+        train_label = f"train −L{sub}" if objective == "iwae" else f"train, k = {k}"
     log(f"numpyvae demo: {what} 784-500-500-2, {len(trainer.train_x)} {ds_title} training "
         f"images, {_plural(epochs, 'epoch')}, β = {beta:g}, backend {vae.config.backend}; "
         f"frames in {frames_dir}")
@@ -143,10 +158,10 @@ def run_demo(epochs: int = 10, out: str | os.PathLike[str] = Path("runs/demo"),
     footer = (f"784-500-500-2 VAE · {len(trainer.train_x)} {ds_title} training images · "
               f"β = {beta:g} · seed {seed}")
     views = [DemoFigure(Figure(figsize=FIGSIZE), trainer.test_labels, ds.class_names, epochs,
-                        legend_title, footer=footer, beta=beta)]
+                        legend_title, footer=footer, beta=beta, train_label=train_label)]
     if live:
         views.append(DemoFigure(live.fig, trainer.test_labels, ds.class_names, epochs,
-                                legend_title, footer=KEYS, beta=beta))
+                                legend_title, footer=KEYS, beta=beta, train_label=train_label))
     z_grid, frames, width = grid_z(), [], max(2, len(str(epochs)))
 
     def decode(z) -> np.ndarray:
@@ -261,6 +276,9 @@ def add_arguments(d) -> None:
                    help="play RUN/frames/epoch_*.png (no training)")
     d.add_argument("--train-size", type=positive(int), default=None,
                    help="training images (default 20000, so 10 epochs fit in a lecture slot)")
+    d.add_argument("--objective", choices=OBJECTIVES, default="elbo",
+                   help="iwae: train on Burda et al.'s L_k (see --k)")
+    d.add_argument("--k", type=positive(int), default=1, help="samples of z per image")
     d.add_argument("--seed", type=non_negative(int), default=0)
     d.add_argument("--backend", choices=BACKENDS, default=None)
     d.add_argument("--no-window", action="store_true", help="never open a window")
@@ -288,5 +306,6 @@ def main(args) -> int:
     run_demo(epochs=epochs, out=args.out, train_size=args.train_size,
              window=not args.no_window, seed=args.seed, backend=args.backend,
              dataset=args.dataset, beta=args.beta, start_from=start,
-             start_name="mnist-z2" if start is not None else "")
+             start_name="mnist-z2" if start is not None else "", objective=args.objective,
+             k=args.k)
     return 0

@@ -77,10 +77,13 @@ class DemoFigure:
     """
 
     def __init__(self, fig: Figure, labels: np.ndarray | None, class_names: Sequence[str] | None,
-                 epochs: int, legend_title: str = "digit", footer: str = "", beta: float = 1.0):
+                 epochs: int, legend_title: str = "digit", footer: str = "", beta: float = 1.0,
+                 train_label: str | None = None):
         """``beta``: the training objective's KL weight; the train curve is recon + β·KL (the
-        trainer's loss), the test curve the true −ELBO, so with β ≠ 1 the legend says so."""
+        trainer's loss), the test curve the true −ELBO, so with β ≠ 1 the legend says so.
+        ``train_label``: the train curve's legend for another objective (e.g. "train −L₅")."""
         self.fig, self.epochs, self.beta = fig, epochs, beta
+        self.train_label = train_label
         self.z = (0.0, 0.0)  # the explorer's latent point
         self.legend = None
         axes = [fig.add_axes(box) for box in layout(legend=80)]
@@ -142,10 +145,11 @@ class DemoFigure:
 
     def _loss_panel(self) -> None:
         ax = self.ax_loss
-        train = "train" if self.beta == 1 else f"train, β = {self.beta:g}"
+        train = self.train_label or ("train" if self.beta == 1 else f"train, β = {self.beta:g}")
         (self.train_line,) = ax.plot([], [], "o-", color=TRAIN_COLOUR, ms=4, label=train)
         (self.test_line,) = ax.plot([], [], "o-", color=TEST_COLOUR, ms=4, label="test")
-        ax.set_title("−ELBO (nats)", fontsize=FONT["label"])
+        ax.set_title("−ELBO (nats)" if self.train_label is None else "loss (nats)",
+                     fontsize=FONT["label"])
         ax.set_xlim(0.5, max(self.epochs, 1) + 0.5)
         ax.set_ylim(100, 250)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))

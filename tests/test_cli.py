@@ -75,3 +75,23 @@ def test_exercises_command_is_wired(tmp_path, capsys):
     main(["exercises", "check", str(tmp_path / "course"), "--only", "KL-3"])
     out = capsys.readouterr().out
     assert "KL-3" in out and "not started" in out and "Traceback" not in out
+
+
+def test_train_objective_flags_and_resume_refusal(tmp_path, capsys):
+    """numpyvae train --objective iwae --k 3 trains on L_3 (the checkpoint says so); resuming it
+    with --objective elbo is refused with the fix, and with no flags it continues."""
+    from numpyvae.model import VAE
+
+    out = tmp_path / "run"
+    base = ["train", "--hidden", "16", "--latent", "2", "--train-size", "200", "--test-size",
+            "50", "--batch-size", "50", "--no-figures", "--no-progress", "--out", str(out)]
+    assert main([*base, "--epochs", "1", "--objective", "iwae", "--k", "3"]) == 0
+    assert (VAE.load(out / "checkpoint.npz").config.objective,
+            VAE.load(out / "checkpoint.npz").config.k) == ("iwae", 3)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--objective",
+                 "elbo"]) == 2
+    err = capsys.readouterr().err
+    assert "objective='iwae'" in err and "Fix" in err and "--objective iwae" in err
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2]

@@ -432,3 +432,27 @@ def test_space_pauses_until_space_again(agg_window, tmp_path, monkeypatch):
     result = demo.run_demo(epochs=1, out=tmp_path, train_size=200, log=lambda line: None)
     assert len(waits) == 3 and result["stopped"] is None
     assert result["history"]["epoch"] == [1]
+
+
+def test_demo_trains_the_iwae_objective(two_epochs, tmp_path):
+    """--objective iwae --k 3 reaches the trainer (a fresh model, and a start model whose weights
+    carry over) and the loss panel names what the train curve is."""
+    result = demo.run_demo(epochs=1, out=tmp_path / "new", train_size=100, window=False,
+                           objective="iwae", k=3, log=lambda line: None)
+    cfg = json.loads((tmp_path / "new" / "config.json").read_text())["model"]
+    assert (cfg["objective"], cfg["k"]) == ("iwae", 3)
+    assert result["vae"].config.objective == "iwae"
+    start = two_epochs[1]["vae"]
+    again = demo.run_demo(epochs=0, out=tmp_path / "start", train_size=100, window=False,
+                          start_from=start, objective="iwae", k=3, log=lambda line: None)
+    np.testing.assert_array_equal(again["vae"].params.flat, start.params.flat)
+    assert (again["vae"].config.objective, again["vae"].config.k) == ("iwae", 3)
+    fig = DemoFigure(Figure(figsize=demo.FIGSIZE), None, None, 2, train_label="train −L₃")
+    assert [t.get_text() for t in fig.ax_loss.get_legend().get_texts()][0] == "train −L₃"
+
+
+def test_cli_objective_flags_reach_run_demo(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda **kwargs: seen.update(kwargs))
+    assert cli.main(["demo", "--objective", "iwae", "--k", "5", "--no-window"]) == 0
+    assert (seen["objective"], seen["k"]) == ("iwae", 5)
