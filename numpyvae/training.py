@@ -210,7 +210,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, vae, e = self.cfg, self.vae, self.epoch
-        vae.optimizer.lr = learning_rate(cfg.schedule, vae.config.learning_rate, e)
+        if cfg.schedule != "constant":  # (a constant one leaves the optimiser's lr alone)
+            vae.optimizer.lr = learning_rate(cfg.schedule, vae.config.learning_rate, e)
         t0, c0 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng([cfg.seed, e])  # data order and binarisation of epoch e
         batches = datasets.iterate_batches(self.train_x, cfg.batch_size, rng=rng,
