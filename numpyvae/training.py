@@ -25,7 +25,7 @@ from . import data as datasets
 from .atomic import atomic_write
 from .config import TrainConfig, VAEConfig
 from .errors import DivergenceError
-from .evaluate import importance_weighted_bound
+from .evaluate import bits_per_dim, discrete_nats, discrete_report, importance_weighted_bound
 from .model import VAE
 from .runs import CHECKPOINT, RunData, open_run, write_figures
 
@@ -114,6 +114,7 @@ class Trainer:
                              f"expects n_input={self.vae.n_input}")
         self.ds, self.train_x, self.test_x = data.ds, data.train_x, data.test_x
         self.test_labels, self.mode = data.test_labels, data.mode
+        self.dequantize = data.dequantize
         self.out.mkdir(parents=True, exist_ok=True)
         self._batch = np.empty((min(self.cfg.batch_size, len(self.train_x)), self.ds.dim),
                                self.vae.dtype)
@@ -161,7 +162,8 @@ class Trainer:
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, e])  # data order and binarisation of epoch e
         batches = datasets.iterate_batches(self.train_x, cfg.batch_size, rng=rng,
-                                           binarize=self.mode, dtype=vae.dtype, out=self._batch)
+                                           binarize=self.mode, dtype=vae.dtype, out=self._batch,
+                                           dequantize=self.dequantize)
         sums = np.zeros(3)
         last_finite = self.history.get("train_loss", [math.nan])[-1]
         bar = tqdm(total=n_steps, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{cfg.epochs}",
@@ -202,11 +204,16 @@ class Trainer:
                "train_kl": train_means[2], "test_loss": float(np.mean(recon + kl)),
                "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
                "beta": self.beta_at(e + 1, 0, 1), "seconds": seconds}
+        if self.dequantize:  # the bound on the discrete -log P(pixels): nats, bits/dim (GAU-7)
+            row["test_discrete_loss"] = discrete_nats(row["test_loss"], self.ds.dim)
+            row["test_bits_per_dim"] = bits_per_dim(row["test_discrete_loss"], self.ds.dim)
         for key, value in row.items():
             self.history.setdefault(key, []).append(float(value) if key != "epoch" else value)
+        discrete = (f"  [{row['test_discrete_loss']:.2f} nats, {row['test_bits_per_dim']:.4f} "
+                    "bits/dim discrete]" if self.dequantize else "")
         self.log(f"epoch {e + 1:3d}/{cfg.epochs}  train -ELBO {row['train_loss']:8.3f}  "
                  f"test -ELBO {row['test_loss']:8.3f} (recon {row['test_recon']:8.3f}  KL "
-                 f"{row['test_kl']:6.3f})  {seconds:5.1f} s")
+                 f"{row['test_kl']:6.3f}){discrete}  {seconds:5.1f} s")
         self.epoch, self.step_in_epoch = e + 1, 0
         self.save()
         self._write_history()
@@ -218,7 +225,8 @@ class Trainer:
         cfg, vae = self.cfg, self.vae
         rng = np.random.default_rng([cfg.seed, 10**6])
         recon, kl = vae.elbo_terms(self.test_x, n_samples=cfg.eval_samples, rng=rng)
-        results = {"dataset": cfg.dataset, "binarization": self.mode, "epochs": self.epoch,
+        results = {"dataset": cfg.dataset, "binarization": self.mode,
+                   "dequantized": self.dequantize, "epochs": self.epoch,
                    "test_examples": len(self.test_x), "elbo_samples": cfg.eval_samples,
                    "test_neg_elbo": float(np.mean(recon + kl)),
                    "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl))}
@@ -226,6 +234,9 @@ class Trainer:
             lk = importance_weighted_bound(vae, self.test_x, cfg.iw_samples, rng,
                                            progress=cfg.progress)
             results.update(iw_samples=cfg.iw_samples, test_neg_log_likelihood_iw=float(-lk.mean()))
+        if self.dequantize:  # bounds on -log P of the discrete pixels, nats and bits/dim
+            results.update(discrete_report(results["test_neg_elbo"], self.ds.dim,
+                                           results.get("test_neg_log_likelihood_iw"), "test_"))
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=1))
         if cfg.figures:
             self.figures()

@@ -12,6 +12,7 @@ from .fused import (
     bias_relu,
     bias_softplus,
     bias_tanh,
+    gaussian_floor_loss_grad,
     gaussian_loss_grad,
     latent_backward,
     latent_forward,
@@ -22,6 +23,7 @@ from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
-    "bias_tanh", "gaussian_loss_grad", "latent_backward", "latent_forward", "mean64", "matmul",
+    "bias_tanh", "gaussian_floor_loss_grad", "gaussian_loss_grad", "latent_backward",
+    "latent_forward", "mean64", "matmul",
     "exp_array", "log1p_array", "tanh_array", "vexp", "vlog1p", "vtanh",
 ]
