@@ -26,3 +26,16 @@ def positive(kind):
 
 def non_negative(kind):
     return _number(kind, strict=False)
+
+
+def variance_floor(text: str):
+    """--var-floor: a positive variance, "none" (no floor) or "auto" (the 8-bit default)."""
+    if text in ("none", "auto"):
+        return None if text == "none" else "auto"
+    value = _number(float, strict=True)(text)
+    if value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite variance, got {text}")
+    return value
+
+
+variance_floor.__name__ = "variance floor"

@@ -23,10 +23,32 @@ NONE_BINARIZATION_WARNING = (
 )
 
 
-def _lookup_table(binarize: str, dtype: np.dtype) -> np.ndarray:
-    """float (256,): the value of each byte; x/255 for grey values, x itself for 0/1 images."""
+def _lookup_table(binarize: str, dtype: np.dtype, dequantize: bool = False) -> np.ndarray:
+    """float (256,): the value of each byte; x/255 for grey values, x itself for 0/1 images,
+    x/256 for the lower edge of its grey level (dequantisation adds u/256 to it)."""
     values = np.arange(256, dtype=np.float64)
+    if dequantize:
+        return (values / 256).astype(dtype)
     return (values if binarize == "static" else values / 255).astype(dtype)
+
+
+def _check_dequantize(images: np.ndarray, binarize: str) -> None:
+    if binarize != "none":
+        raise ValueError(f"dequantize with binarize={binarize!r}: dequantisation turns 8-bit "
+                         "grey values into real values (for a Gaussian decoder); it needs "
+                         "binarize='none'")
+
+
+def dequantize_static(images: np.ndarray, seed: int, dtype: DTypeLike = np.float32
+                      ) -> np.ndarray:
+    """One fixed dequantisation x = (pixel + u) / 256, u ~ U(0, 1) from ``default_rng(seed)``
+    (GAU-7): floats in [0, 1), same shape as the uint8 ``images``. Same seed, same result."""
+    if np.asarray(images).dtype != np.uint8:
+        raise ValueError(f"images must be uint8 grey values 0..255, got {np.asarray(images).dtype}")
+    x = np.take(_lookup_table("none", np.dtype(dtype), dequantize=True), images)
+    u = np.random.default_rng(seed).random(x.shape, dtype=np.dtype(dtype))
+    x += u * np.dtype(dtype).type(1 / 256)  # (GAU-7): exact in binary, one rounding in the sum
+    return x
 
 
 def to_float(images: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
@@ -55,7 +77,8 @@ def binarize_static(images: np.ndarray, seed: int) -> np.ndarray:
 
 def iterate_batches(images: np.ndarray, batch_size: int, *, rng: np.random.Generator,
                     binarize: str, dtype: DTypeLike = np.float32, shuffle: bool = True,
-                    out: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                    out: np.ndarray | None = None, dequantize: bool = False
+                    ) -> Iterator[np.ndarray]:
     """One epoch of float mini-batches x, shape (b, D), b = batch_size except maybe the last.
 
     Args:
@@ -68,12 +91,17 @@ def iterate_batches(images: np.ndarray, batch_size: int, *, rng: np.random.Gener
         dtype: float32 or float64.
         shuffle: visit rows in the order of ``rng.permutation(N)``, else in order.
         out: optional buffer (>= min(batch_size, N), D) of ``dtype`` to reuse across epochs.
+        dequantize: with ``binarize="none"``, x = (pixel + u) / 256 with u ~ U(0, 1) drawn
+            fresh for every batch from ``rng`` (after the permutation, in batch order), so a
+            continuous density of x bounds the discrete likelihood of the pixels (GAU-7).
 
     Every batch is a view into one buffer that the next batch overwrites: use a batch before
     asking for the next, and copy it if you need to keep it. Buffers are allocated once per
     call (epoch), nothing per batch; arguments are checked at the call, not at the first batch.
     """
     n, d = _check_batch_args(images, batch_size, rng, binarize, dtype)
+    if dequantize:
+        _check_dequantize(images, binarize)
     rows = min(batch_size, n)
     if out is None:
         out = np.empty((rows, d), dtype=dtype)
@@ -81,16 +109,17 @@ def iterate_batches(images: np.ndarray, batch_size: int, *, rng: np.random.Gener
           or out.shape[1] != d or not out.flags.c_contiguous):
         raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape "
                          f"(>= {rows}, {d}); got {out.dtype} {out.shape}")
-    return _batches(images, batch_size, rng, binarize, shuffle, out)
+    return _batches(images, batch_size, rng, binarize, shuffle, out, dequantize)
 
 
 def _batches(images: np.ndarray, batch_size: int, rng: np.random.Generator, binarize: str,
-             shuffle: bool, out: np.ndarray) -> Iterator[np.ndarray]:
+             shuffle: bool, out: np.ndarray, dequantize: bool) -> Iterator[np.ndarray]:
     n = len(images)
-    table = _lookup_table(binarize, out.dtype)
+    table = _lookup_table(binarize, out.dtype, dequantize)
     order = rng.permutation(n) if shuffle else None
     gathered = np.empty((len(out), images.shape[1]), dtype=np.uint8) if shuffle else None
-    uniforms = np.empty_like(out) if binarize == "dynamic" else None
+    uniforms = np.empty_like(out) if binarize == "dynamic" or dequantize else None
+    step = out.dtype.type(1 / 256)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         x8 = images[start:stop]
@@ -99,7 +128,12 @@ def _batches(images: np.ndarray, batch_size: int, rng: np.random.Generator, bina
                          mode="clip")
         x = out[: stop - start]
         np.take(table, x8, out=x, mode="clip")  # uint8 -> float through a 256-entry table
-        if uniforms is not None:  # Bernoulli(p) draw: 1 where p > u, u ~ Uniform[0, 1)
+        if dequantize:  # x = pixel/256 + u/256, u ~ Uniform[0, 1)  (GAU-7)
+            u = uniforms[: stop - start]
+            rng.random(dtype=out.dtype, out=u)
+            np.multiply(u, step, out=u)
+            np.add(x, u, out=x)
+        elif uniforms is not None:  # Bernoulli(p) draw: 1 where p > u, u ~ Uniform[0, 1)
             u = uniforms[: stop - start]
             rng.random(dtype=out.dtype, out=u)
             np.greater(x, u, out=x)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .argtypes import non_negative, positive
+from .argtypes import non_negative, positive, variance_floor
 from .errors import DivergenceError
 
 
 def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> None:
-    from .config import ACTIVATIONS, BACKENDS, DECODERS, DTYPES, INITS
+    from .config import ACTIVATIONS, BACKENDS, DECODER_VARIANCES, DECODERS, DTYPES, INITS
 
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=positive(int), nargs="*", default=list(hidden),
@@ -32,10 +32,25 @@ def _model_flags(p: argparse.ArgumentParser, hidden=(500, 500), latent=20) -> No
                    help="weight initialisation (biases are zero)")
     g.add_argument("--backend", choices=BACKENDS, default=None,
                    help="default: numba, or $NUMPYVAE_BACKEND")
+    g.add_argument("--var-floor", type=variance_floor, default="auto", metavar="VAR",
+                   help="Gaussian decoder: sigma^2 = VAR + exp(a); 'auto' (default): "
+                   "1/(12*256^2), the variance of one grey level's dequantisation noise; "
+                   "'none': no floor (logvar = a, as before 0.3)")
+    g.add_argument("--decoder-variance", choices=DECODER_VARIANCES, default="conditional",
+                   help="Gaussian decoder: log-variance from z (conditional, default) or one "
+                   "learned value per pixel for every z (shared)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import BINARIZATIONS, DATASETS, OBJECTIVES, OPTIMIZERS, OUTPUT_BIASES, SCHEDULES
+    from .config import (
+        BINARIZATIONS,
+        DATASETS,
+        FREY_SPLITS,
+        OBJECTIVES,
+        OPTIMIZERS,
+        OUTPUT_BIASES,
+        SCHEDULES,
+    )
 
     parser = argparse.ArgumentParser(prog="numpyvae", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -67,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Burda et al.)")
     g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
                    help="default: dynamic (Bernoulli decoder) or none (Gaussian)")
+    g.add_argument("--dequantize", action=argparse.BooleanOptionalAction, default=None,
+                   help="Gaussian decoder: train on x = (pixel + u)/256, u ~ U(0, 1) fresh per "
+                   "batch, and report -log P of the discrete pixels (default: on for a "
+                   "Gaussian decoder; --no-dequantize: grey values / 255, a density only)")
+    g.add_argument("--split", choices=FREY_SPLITS, default="blocks",
+                   help="Frey's held-out frames: blocks (10 runs of 20 frames, 5 dropped on "
+                   "each side; default) or random (a seeded 10%%, near-duplicates across)")
     g.add_argument("--beta", type=non_negative(float), default=1.0, help="KL weight")
     g.add_argument("--warmup", type=non_negative(float), default=0.0, metavar="EPOCHS",
                    help="ramp beta linearly from 0 over this many epochs")
@@ -120,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _gaussian_options(args) -> dict:
+    """The decoder's variance options as VAEConfig fields ("auto" floor: the config decides)."""
+    return {"decoder_var_floor": args.var_floor, "decoder_variance": args.decoder_variance}
+
+
 def _cmd_train(args) -> int:
     from .config import TrainConfig, VAEConfig
     from .runs import load_training_data
@@ -132,7 +159,7 @@ def _cmd_train(args) -> int:
         binarize=args.binarize, beta=args.beta, warmup_epochs=args.warmup, seed=args.seed,
         eval_samples=args.eval_samples, iw_samples=args.iw_samples, train_size=args.train_size,
         test_size=args.test_size, figures=not args.no_figures, progress=not args.no_progress,
-        download=args.download)
+        download=args.download, dequantize=args.dequantize, split=args.split)
     mcfg = None
     if not args.resume:
         ds = load_training_data(tcfg)
@@ -141,7 +168,8 @@ def _cmd_train(args) -> int:
             activation=args.activation, decoder=args.decoder or ds.default_decoder,
             dtype=args.dtype, seed=args.seed, learning_rate=args.lr, optimizer=args.optimizer,
             init=args.init, adam_eps=args.adam_eps, objective=args.objective or "elbo",
-            k=args.k or 1, **({"backend": args.backend} if args.backend else {}))
+            k=args.k or 1, **_gaussian_options(args),
+            **({"backend": args.backend} if args.backend else {}))
     elif args.out is None:
         raise ValueError("--resume needs --out RUN_DIR (the run to continue)")
     out = args.out or default_run_dir(mcfg, tcfg)
@@ -164,13 +192,27 @@ def _cmd_evaluate(args) -> int:
     data = run.data(test_size=args.test_size)
     tcfg, test_x, mode = run.train_config, data.test_x, data.mode
     res = evaluate(run.vae, test_x, k=args.k, n_samples=args.samples,
-                   rng=np.random.default_rng(args.seed), progress=True)
-    res.update(dataset=tcfg.dataset, binarization=mode, checkpoint=str(run.path))
-    print(f"{tcfg.dataset} test set, {len(test_x)} images, binarization {mode}, nats/example")
+                   rng=np.random.default_rng(args.seed), progress=True,
+                   dequantized=data.dequantize)
+    res.update(dataset=tcfg.dataset, binarization=mode, dequantized=data.dequantize,
+               checkpoint=str(run.path))
+    how = ("dequantized (pixel + u)/256, one fixed seeded u" if data.dequantize
+           else f"binarization {mode}")
+    print(f"{tcfg.dataset} test set, {len(test_x)} images, {how}, nats/example")
     print(f"  -ELBO ({args.samples} z-sample{'s' * (args.samples > 1)}): {res['neg_elbo']:.3f}"
           f"   (recon {res['recon']:.3f}, KL {res['kl']:.3f})")
     if args.k:
         print(f"  -log p(x), importance-weighted, k={args.k}: {res['neg_log_likelihood_iw']:.3f}")
+    if data.dequantize:
+        print("  discrete pixels, -log P(pixels) <= (a bound: + D log 256 to the density's):")
+        print(f"    -ELBO: {res['discrete_neg_elbo']:.2f} nats, "
+              f"{res['discrete_neg_elbo_bits_per_dim']:.4f} bits/dim")
+        if args.k:
+            print(f"    -L_{args.k}: {res['discrete_neg_log_likelihood_iw']:.2f} nats, "
+                  f"{res['discrete_neg_log_likelihood_iw_bits_per_dim']:.4f} bits/dim")
+    elif run.vae.config.decoder == "gaussian":
+        print("  (a density of grey values, not a probability: not comparable with discrete "
+              "likelihoods; train with --dequantize for one)")
     if args.run.is_dir():
         write_text_atomic(args.run / "evaluation.json", json.dumps(res, indent=1))
     return 0
@@ -191,7 +233,7 @@ def _cmd_gradcheck(args) -> int:
 
     vae = VAE(n_input=args.input, hidden=tuple(args.hidden), n_latent=args.latent,
               activation=args.activation, decoder=args.decoder or "bernoulli", dtype="float64",
-              seed=args.seed, objective=args.objective, k=args.k,
+              seed=args.seed, objective=args.objective, k=args.k, **_gaussian_options(args),
               **({"backend": args.backend} if args.backend else {}))
     rng = np.random.default_rng(args.seed)
     randomize_biases(vae, rng)  # non-zero biases so every bias gradient is exercised

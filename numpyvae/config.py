@@ -25,6 +25,14 @@ BINARIZATIONS = ("dynamic", "static", "none")
 SCHEDULES = ("constant", "burda")  # learning rate per pass; numpyvae.schedules computes them
 OUTPUT_BIASES = ("zero", "data-mean")  # the decoder's output bias at the start of training
 OBJECTIVES = ("elbo", "iwae")  # elbo: the ELBO, averaged over k samples; iwae: Burda's L_k
+# the Gaussian decoder's log-variance: a head on the last hidden layer (depends on z), or one
+# learned value per pixel shared by every z (a bias-only parameter, "dec.logvar.b")
+DECODER_VARIANCES = ("conditional", "shared")
+# the default floor on the Gaussian decoder's variance, for 8-bit pixels scaled by 1/256: the
+# variance of the dequantisation noise u/256, u ~ U(0, 1), i.e. of a pixel spread uniformly over
+# its one grey level; a narrower Gaussian describes nothing 8-bit data can show (gaussian.md)
+VAR_FLOOR_8BIT = 1.0 / (12 * 256**2)
+FREY_SPLITS = ("blocks", "random")  # held-out contiguous blocks of frames (gaps dropped); or 0.1's
 BACKEND_ENV = "NUMPYVAE_BACKEND"
 
 
@@ -63,6 +71,14 @@ class VAEConfig:
     objective: str = "elbo"  # what training maximises: "elbo" (ELBO-4) or "iwae" (IWAE-1)
     k: int = 1  # samples of z per example and step (the k of L_k, or of the averaged ELBO)
     backend: str = dataclasses.field(default_factory=default_backend)
+    # Gaussian decoder only. The floor sigma^2_min of sigma^2 = sigma^2_min + exp(a)  (GAU-4):
+    # "auto" is VAR_FLOOR_8BIT for a Gaussian decoder and None for a Bernoulli one; None is no
+    # floor (logvar = a, the behaviour before the floor existed, and of files without the field)
+    decoder_var_floor: float | str | None = "auto"
+    decoder_variance: str = "conditional"  # one of DECODER_VARIANCES
+
+    # what a stored config without a field meant: the behaviour before the field existed
+    LEGACY = {"decoder_var_floor": None, "decoder_variance": "conditional"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -93,6 +109,32 @@ class VAEConfig:
             raise ValueError(
                 f"learning_rate must be positive, got {self.learning_rate!r}; the seed uses 1e-3"
             )
+        self._check_gaussian_options()
+
+    def _check_gaussian_options(self) -> None:
+        check_choice("decoder_variance", self.decoder_variance, DECODER_VARIANCES)
+        floor = self.decoder_var_floor
+        if floor == "auto":
+            floor = VAR_FLOOR_8BIT if self.decoder == "gaussian" else None
+            object.__setattr__(self, "decoder_var_floor", floor)
+        if self.decoder == "bernoulli":
+            if floor is not None:
+                raise ValueError(
+                    f"decoder_var_floor={floor!r} with a Bernoulli decoder: a variance floor "
+                    "is an option of the Gaussian decoder; use decoder='gaussian' or leave the "
+                    "floor out (None)")
+            if self.decoder_variance != "conditional":
+                raise ValueError(
+                    f"decoder_variance={self.decoder_variance!r} with a Bernoulli decoder: a "
+                    "Bernoulli decoder has no variance; use decoder='gaussian' or "
+                    "decoder_variance='conditional'")
+            return
+        if floor is not None:
+            if isinstance(floor, str) or not (math.isfinite(floor) and floor > 0):
+                raise ValueError(
+                    f"decoder_var_floor must be a positive variance or None (no floor), got "
+                    f"{floor!r}; for 8-bit pixels / 256 use {VAR_FLOOR_8BIT:.4g} (the default)")
+            object.__setattr__(self, "decoder_var_floor", float(floor))
 
     @property
     def dec_hidden(self) -> tuple[int, ...]:
@@ -108,14 +150,19 @@ class VAEConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
+        d = {**cls.LEGACY, **d}
         for key in ("hidden", "decoder_hidden"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
 
     ARCHITECTURE = ("n_input", "hidden", "n_latent", "activation", "decoder", "decoder_hidden",
-                    "dtype")
+                    "dtype", "decoder_var_floor", "decoder_variance")
+
+    @property
+    def log_var_floor(self) -> float | None:
+        """log sigma^2_min, or None: the constant c of (GAU-4)."""
+        return None if self.decoder_var_floor is None else math.log(self.decoder_var_floor)
 
     def architecture_diff(self, other: VAEConfig) -> dict[str, tuple]:
         """field -> (self's value, other's value) for every architecture field that differs."""
@@ -143,6 +190,18 @@ class TrainConfig:
     download: bool = False  # Fashion-MNIST: fetch it into the cache if it is not on the machine
     schedule: str = "constant"  # learning rate per pass: "constant" or "burda" (numpyvae.schedules)
     output_bias: str = "zero"  # "data-mean": the decoder's output bias starts at the data's mean
+    # Gaussian decoder: x = (pixel + u) / 256, u ~ U(0, 1) fresh for every batch (GAU-7), so the
+    # ELBO bounds a discrete likelihood. None: on for a Gaussian decoder, off for a Bernoulli one
+    dequantize: bool | None = None
+    split: str = "blocks"  # Frey's held-out set: one of FREY_SPLITS (other data sets have theirs)
+
+    # what a stored training config without a field meant: the behaviour before the field existed
+    LEGACY = {"dequantize": False, "split": "random"}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """A stored training config (a checkpoint's, a run's); missing fields mean ``LEGACY``."""
+        return cls(**{**cls.LEGACY, **d})
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -156,6 +215,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        check_choice("split", self.split, FREY_SPLITS)
         if self.warmup_epochs < 0 or self.iw_samples < 0:
             raise ValueError("warmup_epochs and iw_samples must be >= 0")
         check_choice("schedule", self.schedule, SCHEDULES)

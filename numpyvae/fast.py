@@ -26,7 +26,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import kernels
+from . import kernels, ops
 from .layers import Dense, Layout
 from .optim import Adam
 
@@ -114,7 +114,13 @@ class FastEngine:
 
         self.enc, self.dec = dense(layout.enc_hidden), dense(layout.dec_hidden)
         self.mu, self.logvar = dense(layout.enc_heads)
-        self.heads = dense(layout.dec_heads)
+        self.heads = dense([hd for hd in layout.dec_heads if hd.W is not None])  # the products
+        # every decoder output's bias and its gradient (the shared log-variance is one alone)
+        self.out_b = [params[hd.b] for hd in layout.dec_heads]
+        self.out_gb = [grads[hd.b] for hd in layout.dec_heads]
+        self.shared_logvar = layout.shared_logvar
+        self.log_floor = (None if layout.log_var_floor is None
+                          else self.dtype.type(layout.log_var_floor))
         self.D, self.J = layout.dec_heads[0].fan_out, layout.enc_heads[0].fan_out
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
 
@@ -124,7 +130,7 @@ class FastEngine:
         if ws is None:
             ws = _Workspace(B, [layer.W.shape[1] for layer in self.enc],
                             [layer.W.shape[1] for layer in self.dec],
-                            self.D, self.J, len(self.heads), self.dtype)
+                            self.D, self.J, len(self.out_b), self.dtype)
             self._workspaces[B] = ws
             while len(self._workspaces) > MAX_WORKSPACES:
                 self._workspaces.popitem(last=False)
@@ -178,13 +184,18 @@ class FastEngine:
         """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``;
         dL/d(head outputs) with each row's ``weight`` (default 1/B) into ``ws.heads``."""
         h = self._hidden(ws.z, self.dec, ws.dec_h, ws.dec_d)
-        for out, head in zip(ws.heads, self.heads, strict=True):
+        for out, head in zip(ws.heads[: len(self.heads)], self.heads, strict=True):
             np.matmul(h, head.W, out=out)
+        if self.shared_logvar:
+            ws.heads[1].fill(0)  # a = 0 + b: the kernel adds the shared bias (GAU-6)
         # (ELBO-3): every example has weight 1/B
         inv_b = self.dtype.type(1.0 / x.shape[0]) if weight is None else weight
-        if self.gaussian:
-            mean, logvar = self.heads
-            kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], mean.b, logvar.b,
+        if self.gaussian and self.log_floor is not None:
+            kernels.gaussian_floor_loss_grad(ws.heads[0], ws.heads[1], *self.out_b, x, inv_b,
+                                             self.log_floor, ws.recon, *head_bias_grads, ws.tmp)
+        elif self.gaussian:
+            mean_b, logvar_b = self.out_b
+            kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], mean_b, logvar_b,
                                        x, inv_b, ws.recon, *head_bias_grads, ws.tmp)
         else:
             kernels.bernoulli_loss_grad(ws.heads[0], self.heads[0].b, x, inv_b, ws.recon,
@@ -211,11 +222,12 @@ class FastEngine:
         """From dL/d(head outputs) in ``ws.heads`` (their bias gradients already in grads) to
         dL/dz in ``ws.dz``, every decoder gradient on the way."""
         h = ws.dec_h[-1] if self.dec else ws.z
-        for dout, head in zip(ws.heads, self.heads, strict=True):
+        douts = ws.heads[: len(self.heads)]  # not the shared log-variance: it reads no h
+        for dout, head in zip(douts, self.heads, strict=True):
             np.matmul(h.T, dout, out=head.gW)  # (DENSE-2)
         # h is dead now: its buffer receives dL/dh
         dh = ws.dec_h[-1] if self.dec else ws.dz
-        self._input_grad(ws.heads, self.heads, dh, ws)
+        self._input_grad(douts, self.heads, dh, ws)
         for i in reversed(range(len(self.dec))):
             layer, dh = self.dec[i], ws.dec_h[i]
             kernels.backward_bias(dh, ws.dec_d[i], layer.gb)  # now dL/da
@@ -274,11 +286,11 @@ class FastEngine:
         if iwae:  # weight 1 now; w~_i / B once every sample's nll is known (IWAE-6)
             self._decode_loss(wk.x, wk, wk.db_scratch, weight=self.dtype.type(1.0))
             kernels.iwae_weights(wk.recon, wk.ratio, k, inv_b, wk.w, ws.neg_L)
-            for dout, head in zip(wk.heads, self.heads, strict=True):
-                kernels.scale_rows(dout, wk.w, head.gb)  # (IWAE-6)
+            for dout, gb in zip(wk.heads, self.out_gb, strict=True):
+                kernels.scale_rows(dout, wk.w, gb)  # (IWAE-6)
             loss = kernels.mean64(ws.neg_L)
         else:  # every sample weighs 1 / (k B)  (ELBO-4)
-            self._decode_loss(wk.x, wk, [head.gb for head in self.heads],
+            self._decode_loss(wk.x, wk, self.out_gb,
                               weight=self.dtype.type(1.0 / (k * B)))
         recon, kl = kernels.mean64(wk.recon), kernels.mean64(ws.kl)
         if not iwae:
@@ -302,7 +314,7 @@ class FastEngine:
         if np.ndim(eps) == 3:
             return self._forward_backward_k(X, eps, beta)
         x, eps, ws = self._inputs(X, eps)
-        self._forward(x, eps, ws, [head.gb for head in self.heads])
+        self._forward(x, eps, ws, self.out_gb)
         self._backward(x, eps, ws, beta)
         recon, kl = kernels.mean64(ws.recon), kernels.mean64(ws.kl)
         return recon + beta * kl, recon, kl  # (ELBO-2)
@@ -336,11 +348,17 @@ class FastEngine:
         return h @ self.mu.W + self.mu.b, h @ self.logvar.W + self.logvar.b  # (DENSE-1)
 
     def decode(self, z) -> tuple[np.ndarray, ...]:
-        """z (B, J) -> (logits,) or (mean, logvar), each (B, D), as new arrays."""
+        """z (B, J) -> (logits,) or (mean, logvar), each (B, D), as new arrays; logvar is that
+        of p(x|z), floored and shared as the layout says (as ``network.decode``)."""
         z = np.asarray(z)
         ws = self._workspace(z.shape[0])
         h = self._hidden(z, self.dec, ws.dec_h, ws.dec_d)
-        return tuple(h @ head.W + head.b for head in self.heads)  # (DENSE-1)
+        outs = [h @ head.W + head.b for head in self.heads]  # (DENSE-1)
+        if self.shared_logvar:
+            outs.append(np.broadcast_to(self.out_b[1], (len(z), self.D)).copy())  # (GAU-6)
+        if self.log_floor is not None:
+            outs[1] = ops.logvar_floor_forward(outs[1], self.log_floor)[0]  # (GAU-4)
+        return tuple(outs)
 
 
 class FastAdam(Adam):

@@ -85,6 +85,8 @@ class VAE:
         self.grads = self.params.zeros_like()
         init = INITS[cfg.init]
         for layer in self.layout.layers:  # forward order; biases stay zero
+            if layer.W is None:  # a Bias layer (the shared log-variance) has no weight
+                continue
             self.params[layer.W][...] = init(layer.fan_in, layer.fan_out, rng=self.rng,
                                              dtype=self.dtype)
         self._engine, self.optimizer = engines.build(cfg, self.layout, self.params, self.grads,

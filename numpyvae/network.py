@@ -66,15 +66,40 @@ def encode(params, layout: Layout, x: np.ndarray, ops=reference_ops):
 def decode(params, layout: Layout, z: np.ndarray, ops=reference_ops):
     """z (B, J) -> decoder outputs, cache.
 
-    Bernoulli: outputs = (logits,), each (B, D). Gaussian: outputs = (mean, logvar).
+    Bernoulli: outputs = (logits,), each (B, D). Gaussian: outputs = (mean, logvar), logvar
+    the log-variance of p(x|z): floored (GAU-4) if the layout has a floor, and one value per
+    pixel for every z (GAU-6) if it is shared. The cache's head list holds the dense heads.
     """
     h, caches = _mlp_forward(params, layout.dec_hidden, z, layout.activation, ops)
     outs, head_caches = [], []
     for head in layout.dec_heads:
+        if head.W is None:  # the shared log-variance: a bias alone, no product with h
+            outs.append(ops.shared_forward(params[head.b], len(z))[0])  # (GAU-6)
+            continue
         out, cache = ops.dense_forward(h, params[head.W], params[head.b])
         outs.append(out)
         head_caches.append((head, cache))
-    return tuple(outs), (caches, head_caches)
+    floor_cache = None
+    if layout.log_var_floor is not None:
+        s, floor_cache = ops.logvar_floor_forward(outs[1], layout.log_var_floor)  # (GAU-4)
+        outs[1] = s
+    return tuple(outs), (caches, head_caches, floor_cache)
+
+
+def _output_backward(douts, layout: Layout, dec_cache, grads, ops) -> tuple[np.ndarray, ...]:
+    """From dL/d(outputs) to dL/d(dense heads' outputs): back through the floor (GAU-5), and
+    the shared log-variance's bias gradient written into ``grads`` (GAU-6); what is left is
+    one gradient per dense head, in the order of the cache's heads."""
+    floor_cache = dec_cache[2]
+    if not layout.gaussian:
+        return douts
+    dmean, dlogvar = douts
+    if floor_cache is not None:
+        dlogvar = ops.logvar_floor_backward(dlogvar, floor_cache)  # (GAU-5)
+    if layout.shared_logvar:
+        grads[layout.dec_heads[1].b][...] = ops.shared_backward(dlogvar)  # (GAU-6)
+        return (dmean,)
+    return dmean, dlogvar
 
 
 def decoder_mean(outputs: tuple[np.ndarray, ...], decoder: str) -> np.ndarray:
@@ -136,7 +161,9 @@ def backward(cache: ForwardCache, grads, ops=reference_ops) -> None:
     else:
         douts = ops.gaussian_nll_backward(drecon, cache.rec_cache)  # (GAU-2), (GAU-3)
     ### END SOLUTION
-    hidden_caches, head_caches = cache.dec_cache
+    # the floor (GAU-5) and the shared logvar (GAU-6)
+    douts = _output_backward(douts, cache.layout, cache.dec_cache, grads, ops)
+    hidden_caches, head_caches, _ = cache.dec_cache
     ### BEGIN SOLUTION
     ### HINT: each head's dense_backward into grads (DENSE-4); heads that read one h add;
     ### HINT: then _mlp_backward down to dz
@@ -178,7 +205,8 @@ _reference_backward = backward  # ReferenceEngine's default (its argument shadow
 # solution regions too, so that the exercise file does not hand its answer out.
 def decoder_backward(douts, dec_cache, grads, layout: Layout, ops=reference_ops) -> np.ndarray:
     """dL/d(decoder outputs) -> dL/dz; the decoder's gradients written into ``grads``."""
-    hidden_caches, head_caches = dec_cache
+    douts = _output_backward(douts, layout, dec_cache, grads, ops)  # (GAU-5) (GAU-6)
+    hidden_caches, head_caches, _ = dec_cache
     ### BEGIN SOLUTION
     ### HINT: what you wrote in backward, from the heads down to dz
     dh = 0

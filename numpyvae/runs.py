@@ -62,6 +62,7 @@ class RunData:
     test_x: np.ndarray  # floats: a fixed seeded binarisation, or grey values
     test_labels: np.ndarray | None
     mode: str  # the binarisation used
+    dequantize: bool = False  # x = (pixel + u) / 256: training draws u per batch, test once
 
     @classmethod
     def prepare(cls, cfg: TrainConfig, decoder: str) -> RunData:
@@ -77,7 +78,7 @@ def open_run(path) -> Run:
         raise FileNotFoundError(f"no run at {path}: expected {ck}; give a run directory made "
                                 "by 'numpyvae train' (or 'numpyvae demo') or a checkpoint .npz")
     vae, state = load_checkpoint(ck)
-    cfg = TrainConfig(**state.get("train_config", {}))
+    cfg = TrainConfig.from_dict(state.get("train_config", {}))
     return Run(ck, vae, cfg, int(state.get("epoch", 0)), int(state.get("step", 0)),
                state.get("history", {}))
 
@@ -85,24 +86,35 @@ def open_run(path) -> Run:
 def load_training_data(cfg: TrainConfig) -> datasets.Dataset:
     """The configured data set (Fashion-MNIST is downloaded only if ``cfg.download``)."""
     kwargs = {"download": True} if cfg.download and cfg.dataset == "fashion-mnist" else {}
+    if cfg.dataset == "frey":
+        kwargs["split"] = cfg.split
     return datasets.load_dataset(cfg.dataset, **kwargs)
 
 
 def prepare_data(ds: datasets.Dataset, cfg: TrainConfig, decoder: str):
-    """Training images (uint8, binarised once if static), test floats, and the mode used."""
+    """Training images (uint8, binarised once if static), test floats, the binarisation used
+    and whether the pixels are dequantised (the test set once, with u from seed + 1)."""
     mode = cfg.binarize or ("dynamic" if decoder == "bernoulli" else "none")
     if decoder == "gaussian" and mode != "none":
         raise ValueError(f"binarization {mode!r} with a Gaussian decoder: real-valued data "
                          "needs --binarize none")
+    dequantize = decoder == "gaussian" if cfg.dequantize is None else cfg.dequantize
+    if dequantize and decoder != "gaussian":
+        raise ValueError("dequantize with a Bernoulli decoder: dequantised pixels are real "
+                         "values in [0, 1), not 0/1 targets; use --decoder gaussian, or drop "
+                         "--dequantize (binarisation is the Bernoulli decoder's discretisation)")
     train = ds.train_images[: cfg.train_size]
     test = ds.test_images[: cfg.test_size]
     test_labels = None if ds.test_labels is None else ds.test_labels[: cfg.test_size]
     if mode == "static":
         train = datasets.binarize_static(train, cfg.seed)
     # the test set of a binarised model is one fixed, seeded draw, the same for every epoch
-    test_x = (datasets.to_float(test) if mode == "none"
-              else datasets.binarize_static(test, cfg.seed + 1).astype(np.float32))
-    return train, test_x, test_labels, mode
+    if dequantize:  # one fixed draw of u for the test set, the same every epoch and evaluation
+        test_x = datasets.dequantize_static(test, cfg.seed + 1)
+    else:
+        test_x = (datasets.to_float(test) if mode == "none"
+                  else datasets.binarize_static(test, cfg.seed + 1).astype(np.float32))
+    return train, test_x, test_labels, mode, dequantize
 
 
 def write_figures(vae: VAE, cfg: TrainConfig, ds: datasets.Dataset, test_labels, history: dict,

@@ -25,7 +25,13 @@ from . import data as datasets
 from .atomic import atomic_write
 from .config import TrainConfig, VAEConfig
 from .errors import DivergenceError
-from .evaluate import active_units, importance_weighted_bound
+from .evaluate import (
+    active_units,
+    bits_per_dim,
+    discrete_nats,
+    discrete_report,
+    importance_weighted_bound,
+)
 from .model import VAE
 from .runs import CHECKPOINT, RunData, open_run, write_figures
 from .schedules import learning_rate
@@ -124,6 +130,7 @@ class Trainer:
                              f"expects n_input={self.vae.n_input}")
         self.ds, self.train_x, self.test_x = data.ds, data.train_x, data.test_x
         self.test_labels, self.mode = data.test_labels, data.mode
+        self.dequantize = data.dequantize
         if not resume and self.cfg.output_bias == "data-mean":
             self._init_output_bias()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -164,11 +171,15 @@ class Trainer:
 
     def _train_floats(self, block: int = 1000):
         """The training images as the model's floats, a block at a time: grey values x/255
-        (the mean of their dynamic binarisation), or the 0/1 pixels of a static one."""
+        (the mean of their dynamic binarisation), the 0/1 pixels of a static one, or (pixel +
+        1/2)/256, the mean of a dequantised pixel."""
         for i in range(0, len(self.train_x), block):
             x = self.train_x[i : i + block]
-            yield (x.astype(self.vae.dtype) if self.mode == "static"
-                   else datasets.to_float(x, self.vae.dtype))
+            if self.dequantize:
+                yield ((x.astype(np.float64) + 0.5) / 256).astype(self.vae.dtype)
+            else:
+                yield (x.astype(self.vae.dtype) if self.mode == "static"
+                       else datasets.to_float(x, self.vae.dtype))
 
     # ------------------------------------------------------------------ bookkeeping
     def _state(self) -> dict:
@@ -215,7 +226,8 @@ class Trainer:
         t0, c0 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng([cfg.seed, e])  # data order and binarisation of epoch e
         batches = datasets.iterate_batches(self.train_x, cfg.batch_size, rng=rng,
-                                           binarize=self.mode, dtype=vae.dtype, out=self._batch)
+                                           binarize=self.mode, dtype=vae.dtype, out=self._batch,
+                                           dequantize=self.dequantize)
         sums = np.zeros(3)
         last_finite = self.history.get("train_loss", [math.nan])[-1]
         bar = tqdm(total=n_steps, initial=self.step_in_epoch, desc=f"epoch {e + 1}/{cfg.epochs}",
@@ -257,16 +269,21 @@ class Trainer:
                "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
                "beta": self.beta_at(e + 1, 0, 1), "lr": self.vae.optimizer.lr,
                "seconds": seconds, "cpu_seconds": cpu}
+        if self.dequantize:  # the bound on the discrete -log P(pixels): nats, bits/dim (GAU-7)
+            row["test_discrete_loss"] = discrete_nats(row["test_loss"], self.ds.dim)
+            row["test_bits_per_dim"] = bits_per_dim(row["test_discrete_loss"], self.ds.dim)
         done = len(self.history.get("epoch", []))
         for key, value in row.items():  # a column new to a resumed run starts with NaNs
             self.history.setdefault(key, [math.nan] * done).append(
                 float(value) if key != "epoch" else value)
+        discrete = (f"  [{row['test_discrete_loss']:.2f} nats, {row['test_bits_per_dim']:.4f} "
+                    "bits/dim discrete]" if self.dequantize else "")
         c = self.vae.config
         name = "-ELBO" if (c.objective, c.k) == ("elbo", 1) else (
             f"-L_{c.k}" if c.objective == "iwae" else f"-ELBO(k={c.k})")
         self.log(f"epoch {e + 1:3d}/{cfg.epochs}  train {name} {row['train_loss']:8.3f}  "
                  f"test -ELBO {row['test_loss']:8.3f} (recon {row['test_recon']:8.3f}  KL "
-                 f"{row['test_kl']:6.3f})  {seconds:5.1f} s")
+                 f"{row['test_kl']:6.3f}){discrete}  {seconds:5.1f} s")
         self.epoch, self.step_in_epoch = e + 1, 0
         self.save()
         self._write_history()
@@ -278,7 +295,8 @@ class Trainer:
         cfg, vae = self.cfg, self.vae
         rng = np.random.default_rng([cfg.seed, 10**6])
         recon, kl = vae.elbo_terms(self.test_x, n_samples=cfg.eval_samples, rng=rng)
-        results = {"dataset": cfg.dataset, "binarization": self.mode, "epochs": self.epoch,
+        results = {"dataset": cfg.dataset, "binarization": self.mode,
+                   "dequantized": self.dequantize, "epochs": self.epoch,
                    "test_examples": len(self.test_x), "elbo_samples": cfg.eval_samples,
                    "test_neg_elbo": float(np.mean(recon + kl)),
                    "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
@@ -288,6 +306,9 @@ class Trainer:
             lk = importance_weighted_bound(vae, self.test_x, cfg.iw_samples, rng,
                                            progress=cfg.progress)
             results.update(iw_samples=cfg.iw_samples, test_neg_log_likelihood_iw=float(-lk.mean()))
+        if self.dequantize:  # bounds on -log P of the discrete pixels, nats and bits/dim
+            results.update(discrete_report(results["test_neg_elbo"], self.ds.dim,
+                                           results.get("test_neg_log_likelihood_iw"), "test_"))
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=1))
         if cfg.figures:
             self.figures()

@@ -202,7 +202,7 @@ def test_load_dataset_gives_the_uniform_interface(monkeypatch):
     frey = data.load_dataset("frey")
     assert (frey.image_shape, frey.dim, frey.default_decoder) == ((28, 20), 560, "gaussian")
     assert frey.train_labels is None and frey.test_labels is None and frey.class_names is None
-    assert frey.train_images.shape == (1768, 560) and frey.test_images.shape == (197, 560)
+    assert frey.train_images.shape == (1665, 560) and frey.test_images.shape == (200, 560)
     mnist = data.load_dataset("mnist")
     assert mnist.class_names == tuple("0123456789") and mnist.default_decoder == "bernoulli"
     assert mnist.train_images.shape == (60000, 784) and mnist.test_labels.shape == (10000,)

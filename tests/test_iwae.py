@@ -354,3 +354,16 @@ def test_numerical_gradient_is_really_used():
     elbo = small_vae(objective="elbo", k=4)
     _, g_elbo = elbo.loss_and_gradients(X, eps)
     assert np.abs(g_elbo[name] - numeric).max() > 1e-3  # uniform weights give another gradient
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variance, floor", [("conditional", 0.05), ("shared", 0.05),
+                                             ("shared", None)])
+def test_whole_iwae_gradient_with_the_gaussian_options(backend, variance, floor):
+    """(IWAE-5) (IWAE-6) with the variance floor (GAU-5) and the shared log-variance (GAU-6):
+    the k-sample path goes back through them as the ELBO's does."""
+    vae = small_vae("gaussian", backend, "iwae", 3, decoder_variance=variance,
+                    decoder_var_floor=floor)
+    report = check_model(vae, data("gaussian"), noise(3))
+    assert report.passed, "\n" + report.table()
+    assert len(report.rows) == len(vae.parameters())

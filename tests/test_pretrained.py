@@ -94,3 +94,28 @@ def test_history_of_the_run_that_made_each_model(name):
     assert sum(h["seconds"]) == pytest.approx(entry["train_seconds"], abs=0.1)
     with pytest.raises(ValueError, match="no shipped model"):
         pretrained.history("nope")
+
+
+def test_frey_z2_is_the_honest_model_and_reproduces_its_numbers():
+    """(GAU-7) (GAU-8) the shipped Frey model has the variance floor, was trained and measured
+    on dequantised pixels with the block split, and its weights give the manifest's test -ELBO,
+    whose discrete version is that plus D log 256, below 8 bits/dim."""
+    from numpyvae.config import VAR_FLOOR_8BIT, TrainConfig
+    from numpyvae.evaluate import bits_per_dim, discrete_nats
+    from numpyvae.runs import RunData
+
+    entry = pretrained.manifest()["frey-z2"]
+    t = entry["test"]
+    assert "--dequantize" in entry["command"] and t["dequantized"] and t["split"] == "blocks"
+    vae = numpyvae.load_pretrained("frey-z2")
+    assert vae.config.decoder_var_floor == VAR_FLOOR_8BIT
+    data = RunData.prepare(TrainConfig(dataset="frey"), "gaussian")
+    assert data.dequantize and t["examples"] == len(data.test_x) == 200
+    recon, kl = vae.elbo_terms(data.test_x, rng=np.random.default_rng(t["eval_seed"]))
+    neg_elbo = float(np.mean(recon + kl))
+    assert neg_elbo == pytest.approx(t["neg_elbo"], abs=0.01)
+    assert t["discrete_neg_elbo"] == pytest.approx(discrete_nats(neg_elbo, 560), abs=0.01)
+    assert t["discrete_neg_elbo_bits_per_dim"] == pytest.approx(
+        bits_per_dim(t["discrete_neg_elbo"], 560), abs=1e-4)
+    assert 0 < t["discrete_neg_log_likelihood_iw_bits_per_dim"] \
+        <= t["discrete_neg_elbo_bits_per_dim"] < 8

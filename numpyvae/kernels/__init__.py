@@ -13,6 +13,7 @@ from .fused import (
     bias_relu,
     bias_softplus,
     bias_tanh,
+    gaussian_floor_loss_grad,
     gaussian_loss_grad,
     latent_backward,
     latent_forward,
@@ -24,7 +25,8 @@ from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
-    "bias_tanh", "gaussian_loss_grad", "iwae_weights", "latent_backward", "latent_backward_k",
-    "latent_forward", "latent_forward_k", "mean64", "matmul", "scale_rows",
+    "bias_tanh", "gaussian_floor_loss_grad", "gaussian_loss_grad", "iwae_weights",
+    "latent_backward", "latent_backward_k", "latent_forward", "latent_forward_k", "mean64",
+    "matmul", "scale_rows",
     "exp_array", "log1p_array", "tanh_array", "vexp", "vlog1p", "vtanh",
 ]

@@ -181,6 +181,43 @@ def gaussian_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, loss, db_mean, 
         loss[i] = _row_sum(tmp)
 
 
+@njit(**JIT_FMA)
+def gaussian_floor_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, log_floor, loss,
+                             db_mean, db_logvar, tmp):
+    """``gaussian_loss_grad`` with the variance floored: the log-variance head's output a becomes
+    s = c + softplus(a - c) (ops.logvar_floor_forward) before the loss, and its gradient goes
+    back through ds/da = sigma(a - c) (ops.logvar_floor_backward): (DENSE-1) (GAU-4) (GAU-1)
+    (GAU-2) (GAU-3) (GAU-5) (ELBO-3) (DENSE-3).
+
+    As ``gaussian_loss_grad``, plus log_floor: c = log sigma^2_min in the array's dtype. For the
+    shared log-variance (GAU-6) the caller passes logvar = 0, so a = b_logvar and db_logvar,
+    the column sum, is its gradient.
+    """
+    one, half, zero = mean.dtype.type(1.0), mean.dtype.type(0.5), mean.dtype.type(0.0)
+    log_2pi = mean.dtype.type(LOG_2PI)
+    g_half = inv_b * half
+    db_mean[:] = 0
+    db_logvar[:] = 0
+    for i in range(mean.shape[0]):
+        for j in range(mean.shape[1]):
+            m = mean[i, j] + b_mean[j]  # (DENSE-1)
+            t = logvar[i, j] + b_logvar[j] - log_floor  # (DENSE-1), then a - c
+            e = vexp(-abs(t))
+            lv = log_floor + ((t if t > zero else zero) + vlog1p(e))  # (GAU-4)
+            slope = (one if t >= zero else e) / (one + e)  # sigma(a - c)  (GAU-5)
+            inv_var = vexp(-lv)
+            diff = x[i, j] - m
+            d2v = diff * diff * inv_var
+            tmp[j] = half * (log_2pi + lv + d2v)  # (GAU-1)
+            gm = inv_b * (-diff * inv_var)  # (GAU-2) (ELBO-3)
+            glv = g_half * (one - d2v) * slope  # (GAU-3) (GAU-5) (ELBO-3)
+            mean[i, j] = gm
+            logvar[i, j] = glv
+            db_mean[j] += gm  # (DENSE-3)
+            db_logvar[j] += glv  # (DENSE-3)
+        loss[i] = _row_sum(tmp)
+
+
 # =========================================================================== latent layer
 @njit(**JIT)
 def latent_forward(mu, logvar, b_mu, b_logvar, eps, z, std, kl):

@@ -129,6 +129,33 @@ def gaussian_nll_backward(dloss: np.ndarray, cache):
     return dmean, dlogvar
 
 
+def logvar_floor_forward(a: np.ndarray, log_floor: float):
+    """A log-variance that never falls below c = log sigma^2_min: sigma^2 = sigma^2_min + e^a.
+
+    a (B, D), the head's output -> s (B, D) = log(sigma^2_min + e^a) = c + softplus(a - c),
+    computed without exp(a) (no overflow) and without log(sigma^2_min + e^a) rounding to c.
+    """
+    t = a - log_floor
+    s = log_floor + softplus(t)  # (GAU-4)
+    return s, t
+
+
+def logvar_floor_backward(ds: np.ndarray, cache) -> np.ndarray:
+    """ds (B, D) -> da (B, D): ds/da = sigma(a - c), in (0, 1)."""
+    t = cache
+    return ds * sigmoid(t)  # (GAU-5)
+
+
+def shared_forward(b: np.ndarray, n: int):
+    """One value per pixel, shared by all n rows: b (D,) -> s (n, D), s[i] = b (GAU-6)."""
+    return np.broadcast_to(b, (n, b.shape[0])).copy(), None  # (GAU-6)
+
+
+def shared_backward(ds: np.ndarray) -> np.ndarray:
+    """ds (n, D) -> db (D,): every row used b, so its gradient is the column sum (GAU-6)."""
+    return ds.sum(axis=0)  # (GAU-6)
+
+
 # --------------------------------------------------------------------------- reparameterisation
 def reparameterize_forward(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray):
     """z = mu + sigma * eps with sigma = exp(logvar / 2) the standard deviation.
