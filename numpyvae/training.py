@@ -269,6 +269,11 @@ class Trainer:
                "test_recon": float(np.mean(recon)), "test_kl": float(np.mean(kl)),
                "beta": self.beta_at(e + 1, 0, 1), "lr": self.vae.optimizer.lr,
                "seconds": seconds, "cpu_seconds": cpu}
+        c = self.vae.config
+        if c.objective == "iwae":  # the bound it trains on, on the test set: -L_k (IWAE-1)
+            lk = importance_weighted_bound(self.vae, self.test_x, c.k,
+                                           np.random.default_rng([cfg.seed, e, 2]))
+            row["test_neg_lk"] = float(-lk.mean())
         if self.dequantize:  # the bound on the discrete -log P(pixels): nats, bits/dim (GAU-7)
             row["test_discrete_loss"] = discrete_nats(row["test_loss"], self.ds.dim)
             row["test_bits_per_dim"] = bits_per_dim(row["test_discrete_loss"], self.ds.dim)
@@ -278,12 +283,12 @@ class Trainer:
                 float(value) if key != "epoch" else value)
         discrete = (f"  [{row['test_discrete_loss']:.2f} nats, {row['test_bits_per_dim']:.4f} "
                     "bits/dim discrete]" if self.dequantize else "")
-        c = self.vae.config
+        bound = f"  -L_{c.k} {row['test_neg_lk']:8.3f}" if "test_neg_lk" in row else ""
         name = "-ELBO" if (c.objective, c.k) == ("elbo", 1) else (
             f"-L_{c.k}" if c.objective == "iwae" else f"-ELBO(k={c.k})")
         self.log(f"epoch {e + 1:3d}/{cfg.epochs}  train {name} {row['train_loss']:8.3f}  "
                  f"test -ELBO {row['test_loss']:8.3f} (recon {row['test_recon']:8.3f}  KL "
-                 f"{row['test_kl']:6.3f}){discrete}  {seconds:5.1f} s")
+                 f"{row['test_kl']:6.3f}){bound}{discrete}  {seconds:5.1f} s")
         self.epoch, self.step_in_epoch = e + 1, 0
         self.save()
         self._write_history()

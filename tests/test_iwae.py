@@ -291,6 +291,9 @@ def test_iwae_training_raises_the_bound_and_checkpoints_keep_the_objective(tmp_p
     back = VAE.load(tmp_path / CHECKPOINT)
     assert (back.config.objective, back.config.k) == ("iwae", 5)
     np.testing.assert_array_equal(back.params.flat, t.vae.params.flat)
+    # the history follows the bound it trains on, on the test set, and it is below the -ELBO
+    assert all(b < e for b, e in zip(t.history["test_neg_lk"], t.history["test_loss"],
+                                     strict=True))
     results = __import__("json").loads((tmp_path / "results.json").read_text())
     assert results["objective"] == "iwae" and 0 <= results["active_units"] <= 4
 
