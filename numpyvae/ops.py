@@ -186,11 +186,11 @@ def logvar_floor_forward(a: np.ndarray, log_floor: float):
 
 
 def logvar_floor_backward(ds: np.ndarray, cache) -> np.ndarray:
-    """ds (B, D) -> da (B, D): ds/da = sigma(a - c), in (0, 1)."""
+    """ds (B, D) -> da (B, D); the cache is t = a - c from logvar_floor_forward."""
     t = cache
     ### BEGIN SOLUTION
     ### HINT: ds times the slope of s = c + softplus(t), with the cached t = a - c
-    return ds * sigmoid(t)  # (GAU-5)
+    return ds * sigmoid(t)  # (GAU-5): ds/da = sigma(a - c), in (0, 1)
     ### END SOLUTION
 
 
@@ -203,10 +203,10 @@ def shared_forward(b: np.ndarray, n: int):
 
 
 def shared_backward(ds: np.ndarray) -> np.ndarray:
-    """ds (n, D) -> db (D,): every row used b, so its gradient is the column sum (GAU-6)."""
+    """ds (n, D) -> db (D,): the gradient of the b of shared_forward (GAU-6)."""
     ### BEGIN SOLUTION
     ### HINT: each row of ds is the gradient of one use of b; db has b's shape (D,)
-    return ds.sum(axis=0)  # (GAU-6)
+    return ds.sum(axis=0)  # (GAU-6): every row used b, so db is the column sum
     ### END SOLUTION
 
 
@@ -270,7 +270,8 @@ def log_prior_ratio_forward(z: np.ndarray, eps: np.ndarray, logvar: np.ndarray):
     With (z - mu)^2 / sigma^2 = eps^2 the log 2 pi terms of the two densities cancel.
     """
     ### BEGIN SOLUTION
-    ### HINT: r (k, B): sum each term over the J latent units; logvar (B, J) is shared by the k samples
+    ### HINT: r (k, B): sum each term over the J latent units; logvar (B, J) is shared by the
+    ### HINT: k samples
     r = 0.5 * (np.sum(logvar, axis=-1) + np.sum(eps * eps - z * z, axis=-1))  # (IWAE-4)
     ### END SOLUTION
     return r, z
@@ -293,8 +294,9 @@ def log_mean_exp_forward(log_w: np.ndarray):
     log_w (k, B) -> L (B,). The cache is the normalised weights w~ = softmax(log_w) (k, B).
     """
     ### BEGIN SOLUTION
-    ### HINT: m = the max over the k samples, e = exp(log_w - m) (no exponent > 0), s = its sum
-    ### HINT: over the samples (the return line caches e / s), then L: add m back, and the mean's 1/k
+    ### HINT: m = the max over the k samples, e = exp(log_w - m) (no exponent > 0), s = its
+    ### HINT: sum over the samples (the return line caches e / s), then L: add m back, and the
+    ### HINT: mean's 1/k
     m = log_w.max(axis=0)
     e = np.exp(log_w - m)  # every exponent <= 0: no overflow
     s = e.sum(axis=0)
@@ -304,11 +306,12 @@ def log_mean_exp_forward(log_w: np.ndarray):
 
 
 def log_mean_exp_backward(dL: np.ndarray, cache) -> np.ndarray:
-    """dL (B,) -> dlog_w (k, B): each sample's share of the gradient is its normalised weight."""
+    """dL (B,) -> dlog_w (k, B); the cache is what log_mean_exp_forward returned with L."""
     w_tilde = cache
     ### BEGIN SOLUTION
-    ### HINT: each of the k samples gets its share of dL (B,): the slope of L in its log-weight, from the cache
-    return dL * w_tilde  # (IWAE-5)
+    ### HINT: each of the k samples gets its share of dL (B,): the slope of L in its
+    ### HINT: log-weight, which the cache holds
+    return dL * w_tilde  # (IWAE-5): each sample's share is its normalised weight
     ### END SOLUTION
 
 

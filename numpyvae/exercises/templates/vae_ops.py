@@ -140,7 +140,7 @@ def logvar_floor_forward(a: np.ndarray, log_floor: float):
 
 
 def logvar_floor_backward(ds: np.ndarray, cache) -> np.ndarray:
-    """ds (B, D) -> da (B, D): ds/da = sigma(a - c), in (0, 1)."""
+    """ds (B, D) -> da (B, D); the cache is t = a - c from logvar_floor_forward."""
     t = cache
     raise NotImplementedError("(GAU-5): ds times the slope of s = c + softplus(t), with the cached t = a - c")
 
@@ -151,7 +151,7 @@ def shared_forward(b: np.ndarray, n: int):
 
 
 def shared_backward(ds: np.ndarray) -> np.ndarray:
-    """ds (n, D) -> db (D,): every row used b, so its gradient is the column sum (GAU-6)."""
+    """ds (n, D) -> db (D,): the gradient of the b of shared_forward (GAU-6)."""
     raise NotImplementedError("(GAU-6): each row of ds is the gradient of one use of b; db has b's shape (D,)")
 
 
@@ -219,9 +219,9 @@ def log_mean_exp_forward(log_w: np.ndarray):
 
 
 def log_mean_exp_backward(dL: np.ndarray, cache) -> np.ndarray:
-    """dL (B,) -> dlog_w (k, B): each sample's share of the gradient is its normalised weight."""
+    """dL (B,) -> dlog_w (k, B); the cache is what log_mean_exp_forward returned with L."""
     w_tilde = cache
-    raise NotImplementedError("(IWAE-5): each of the k samples gets its share of dL (B,): the slope of L in its log-weight, from the cache")
+    raise NotImplementedError("(IWAE-5): each of the k samples gets its share of dL (B,): the slope of L in its log-weight, which the cache holds")
 
 
 # --------------------------------------------------------------------------- initialisation
