@@ -92,7 +92,7 @@ def test_every_exercised_label_maps_to_a_function_that_cites_it():
         for label in ex.labels:
             assert label in defined, label
             assert f"({label})" in source, f"{ex.function} does not cite ({label})"
-    assert len(labels()) == 29
+    assert len(labels()) == 36
 
 
 def test_every_section_to_reread_exists_and_derives_its_label():
@@ -130,7 +130,7 @@ def test_fresh_workspace_is_not_started_everywhere(course):
     assert not errors and len(results) == len(EXERCISES)
     assert {r.status for r in results} == {"not started"}
     assert all("Traceback" not in r.diagnosis for r in results)
-    assert report.summary(results) == "0 of 29 equations exact (29 not started)"
+    assert report.summary(results) == "0 of 36 equations exact (36 not started)"
 
 
 def test_filling_one_stub_turns_its_row_exact(course):
@@ -166,7 +166,7 @@ def test_syntax_error_names_file_and_line_and_spares_other_files(course):
     results, _, errors = check_workspace(course)
     assert "vae_ops.py, line 41: SyntaxError" in errors["vae_ops"]
     for r in results:
-        ex = next(e for e in EXERCISES if e.label == r.label and e.function == r.function)
+        ex = next(e for e in EXERCISES if e.label == r.label and e.name == r.function)
         assert r.status == ("error" if ex.module == "vae_ops" else "not started")
 
 
@@ -287,6 +287,50 @@ def _adam(**edits):
     return Broken
 
 
+def _floor(f, cache=lambda a, c: a - c):
+    def logvar_floor_forward(a, log_floor):
+        return f(a, log_floor), cache(a, log_floor)
+    return logvar_floor_forward
+
+
+def _ratio(log_p, log_q):
+    """log p(z) - log q(z|x) from two per-unit log-densities, summed over J, as a student would."""
+    def log_prior_ratio_forward(z, eps, logvar):
+        return np.sum(log_p(z), axis=-1) - np.sum(log_q(eps, logvar), axis=-1), z
+    return log_prior_ratio_forward
+
+
+def _ratio_back(dz=None, dlogvar=None):
+    def log_prior_ratio_backward(dr, cache):
+        z = cache
+        return (dz(dr, z) if dz else -dr[..., None] * z,
+                dlogvar(dr, z) if dlogvar else 0.5 * np.broadcast_to(dr.sum(axis=0)[:, None],
+                                                                     z.shape[1:]))
+    return log_prior_ratio_backward
+
+
+def _lme(L=None, cache=None):
+    """log_mean_exp_forward, the stable way, with its value or its cache replaced."""
+    def log_mean_exp_forward(log_w):
+        k = log_w.shape[0]
+        m = log_w.max(axis=0)
+        e = np.exp(log_w - m)
+        s = e.sum(axis=0)
+        value = L(log_w, m, e, s, k) if L else m + np.log(s) - math.log(k)
+        return value, (cache(log_w, m, e, s) if cache else e / s)
+    return log_mean_exp_forward
+
+
+def _naive_lme(log_w):
+    w = np.exp(log_w)
+    return np.log(np.mean(w, axis=0)), w / w.sum(axis=0)
+
+
+def _softmax(w):
+    e = np.exp(w - w.max(axis=0))
+    return e / e.sum(axis=0)
+
+
 B1 = 0.9
 MUTATIONS = [
     ("DENSE-1", lambda x, W, b: (x @ W, (x, W)), "bias-forgotten"),
@@ -376,6 +420,57 @@ MUTATIONS = [
     ("KL-2", _kl_back(dmu=lambda g, m, s: 0.5 * g * m), "extra-half"),
     ("INIT-2", _init(lambda i, o, rng: rng.uniform(-1, 1, (i, o)) * math.sqrt(6 / (i + o))),
      "other-init"),
+    ("GAU-4", _floor(lambda a, c: ops.softplus(a - c)), "floor-not-added"),
+    ("GAU-4", _floor(lambda a, c: c + ops.softplus(a)), "shift-forgotten"),
+    ("GAU-4", _floor(lambda a, c: np.maximum(a, c)), "hard-clamp"),
+    ("GAU-4", _floor(lambda a, c: np.log(c + np.exp(a))), "floor-as-variance"),
+    ("GAU-4", _floor(lambda a, c: np.log(np.exp(c) + np.exp(a))), "floor-overflow"),
+    ("GAU-4", _floor(lambda a, c: c + ops.softplus(a - c), cache=lambda a, c: a), "a-cached"),
+    ("GAU-5", lambda ds, t: ds, "floor-derivative-forgotten"),
+    ("GAU-5", lambda ds, t: ds * ops.sigmoid(-t), "sigma-complement"),
+    ("GAU-5", lambda ds, t: ds * ops.softplus(t), "softplus-as-slope"),
+    ("GAU-6", lambda b, n: (b.copy(), None), "not-broadcast"),
+    ("GAU-6", lambda ds: ds, "batch-sum-missing"),
+    ("GAU-6", lambda ds: ds[0], "one-row-only"),
+    ("GAU-6", lambda ds: ds.mean(axis=0), "mean-over-B"),
+    ("IWAE-4", _ratio(lambda z: -0.5 * z * z,
+                      lambda eps, lv: -0.5 * (ops.LOG_2PI + lv + eps * eps)),
+     "log-2pi-one-side"),
+    ("IWAE-4", _ratio(lambda z: -0.5 * (ops.LOG_2PI + z * z),
+                      lambda eps, lv: -0.5 * (lv + eps * eps)),
+     "log-2pi-one-side"),
+    ("IWAE-4", _ratio(lambda z: 0.5 * z * z, lambda eps, lv: -0.5 * (lv + eps * eps)),
+     "z2-sign"),
+    ("IWAE-4", _ratio(lambda z: -0.5 * z * z, lambda eps, lv: -lv - 0.5 * eps * eps),
+     "logvar-half-missing"),
+    ("IWAE-4", _ratio(lambda z: -0.5 * z * z, lambda eps, lv: 0.5 * lv - 0.5 * eps * eps),
+     "logvar-sign"),
+    ("IWAE-4", lambda z, eps, lv: (0.5 * (lv.sum(-1) + np.sum(eps * eps - eps * eps, -1)), z),
+     "eps2-for-z2"),
+    ("IWAE-4", _ratio(lambda z: 0.5 * z * z, lambda eps, lv: 0.5 * (lv + eps * eps)), "sign"),
+    ("IWAE-6", _ratio_back(dz=lambda dr, z: dr[..., None] * z), "dz-sign"),
+    ("IWAE-6", _ratio_back(dz=lambda dr, z: -z), "upstream-forgotten"),
+    ("IWAE-6", _ratio_back(dz=lambda dr, z: -0.5 * dr[..., None] * z), "half-kept"),
+    ("IWAE-6", _ratio_back(dlogvar=lambda dr, z: 0.5 * dr[..., None] * np.ones_like(z)),
+     "samples-not-summed"),
+    ("IWAE-6", _ratio_back(dlogvar=lambda dr, z: 0.5 * dr[0][:, None] * np.ones(z.shape[1:])),
+     "first-sample-only"),
+    ("IWAE-6", _ratio_back(dlogvar=lambda dr, z: 0.5 * np.broadcast_to(
+        dr.mean(axis=0)[:, None], z.shape[1:])), "mean-over-k"),
+    ("IWAE-6", _ratio_back(dlogvar=lambda dr, z: np.broadcast_to(
+        dr.sum(axis=0)[:, None], z.shape[1:])), "half-missing"),
+    ("IWAE-2", _lme(L=lambda lw, m, e, s, k: m + np.log(s)), "log-k-forgotten"),
+    ("IWAE-2", _lme(L=lambda lw, m, e, s, k: np.log(s) - math.log(k)), "max-not-added-back"),
+    ("IWAE-2", _lme(L=lambda lw, m, e, s, k: lw.mean(axis=0)), "mean-of-logs"),
+    ("IWAE-2", _naive_lme, "max-shift-forgotten"),
+    ("IWAE-2", _lme(cache=lambda lw, m, e, s: e), "weights-unnormalised"),
+    ("IWAE-2", _lme(cache=lambda lw, m, e, s: lw), "log-weights-cached"),
+    ("IWAE-2", _lme(cache=lambda lw, m, e, s: np.exp(lw) / np.exp(lw).sum(axis=0)), "cache"),
+    ("IWAE-5", lambda dL, w: dL, "dL-itself"),
+    ("IWAE-5", lambda dL, w: np.ones_like(w) * dL / len(w), "uniform-weights"),
+    ("IWAE-5", lambda dL, w: np.ones_like(w) * dL, "weights-forgotten"),
+    ("IWAE-5", lambda dL, w: dL * w / w.mean(axis=0), "unnormalised-weights"),
+    ("IWAE-5", lambda dL, w: dL * _softmax(w), "softmax-twice"),
 ]
 APPROXIMATE = {"log-not-log1p", "expm1-precision"}
 

@@ -21,6 +21,7 @@ import numpy as np
 LAYERS, BER, GAU = "layers.md", "bernoulli.md", "gaussian.md"
 REP, KL, INIT, ADAM, ELBO = ("reparameterization.md", "kl.md", "init.md", "adam.md",
                              "elbo.md")
+IS, IWAE = "importance_sampling.md", "iwae_training.md"
 SOFTPLUS = (LAYERS, "Softplus (the network's hidden activation)")
 REP_BACKWARD = (REP, "Step 3: the backward pass of (REP-1)")
 
@@ -33,6 +34,9 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "GAU-1": (GAU, "Step 1: the negative log-density"),
     "GAU-2": (GAU, "Step 2: gradient with respect to the mean"),
     "GAU-3": (GAU, "Step 3: gradient with respect to the log-variance"),
+    "GAU-4": (GAU, r"Step 4: a log-variance that cannot fall below $\log \sigma^2_{\min}$"),
+    "GAU-5": (GAU, "Step 5: its gradient"),
+    "GAU-6": (GAU, "Step 6: a log-variance that does not depend on $z$"),
     "REP-1": (REP, "Step 1: move the randomness out of the parameters"),
     "REP-2": REP_BACKWARD, "REP-3": REP_BACKWARD,
     "KL-1": (KL, "Step 2: J independent dimensions"), "KL-2": (KL, "Gradients"),
@@ -43,6 +47,8 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "ADAM-3": (ADAM, "Derivation of the bias correction (ADAM-3)"), "ADAM-4": (ADAM, "The update"),
     "SGD-1": (ADAM, "Motivation"),
     "ELBO-3": (ELBO, "From one example to a batch"),
+    "IWAE-2": (IS, "The log-mean-exp"), "IWAE-4": (IWAE, "The IWAE"),
+    "IWAE-5": (IWAE, "The normalised importance weights"), "IWAE-6": (IWAE, "Down to every term"),
 }
 """label -> (file in derivations/, heading of the section that derives it)."""
 
@@ -56,7 +62,8 @@ class Mistake:
     """One classic mistake: ``variant(case)`` is what the reference computes with it made.
 
     ``stress``: a numerical mistake that only shows on the extreme inputs of stress cases (an
-    overflow, lost precision); ``status``: what the row says when it is recognised.
+    overflow, lost precision); ``status``: what the row says when it is recognised; ``cache``:
+    a forward's right output with a wrong cache, ``variant(case)`` being that cache.
     """
 
     key: str
@@ -66,6 +73,7 @@ class Mistake:
     stress: bool = False
     status: str = "wrong"
     section: tuple[str, str] | None = None
+    cache: bool = False
 
 
 def reread(label: str, section: tuple[str, str] | None = None) -> str:
@@ -81,7 +89,8 @@ def diagnosis(label: str, mistake: Mistake, detail: str = "") -> str:
 
 
 DIM_NAMES = {"B": "the batch size B", "D": "the number of pixels D",
-             "J": "the number of latent units J", "H": "the number of hidden units H"}
+             "J": "the number of latent units J", "H": "the number of hidden units H",
+             "k": "the number of samples k"}
 
 
 def _close(x: float, y: float) -> bool:
@@ -100,7 +109,7 @@ def _name_factor(factors: list[float], dims: list[dict]) -> Mistake | None:
             return Mistake(f"mean-over-{dim}", f"a mean where a sum belongs (divided by {dim})",
                            f"your result is the reference divided by {name}; this sum runs "
                            f"over {dim} without dividing by it")
-        if all(_close(c, d[dim]) for c, d in zip(factors, dims, strict=True)):
+        if dim != "k" and all(_close(c, d[dim]) for c, d in zip(factors, dims, strict=True)):
             return Mistake(f"sum-over-{dim}", f"a sum where a mean belongs (times {dim})",
                            f"your result is the reference times {name}; the batch loss is a "
                            "mean over examples, so each example's gradient carries 1/B "

@@ -16,11 +16,11 @@ import types
 from pathlib import Path
 
 from .. import ops, optim
-from . import rows_layers, rows_losses, rows_training
+from . import report, rows_iwae, rows_layers, rows_losses, rows_training
 from .compare import CheckResult, Exercise, grade, trimmed_traceback
 
 EXERCISES: list[Exercise] = [*rows_layers.EXERCISES, *rows_losses.EXERCISES,
-                             *rows_training.EXERCISES]
+                             *rows_iwae.EXERCISES, *rows_training.EXERCISES]
 STUDENT_FILES = {"vae_ops": "vae_ops.py", "vae_optim": "vae_optim.py",
                  "vae_network": "vae_network.py"}
 REFERENCE_OPS = [n for n, f in vars(ops).items()
@@ -82,13 +82,13 @@ def check_workspace(folder: Path | str = ".", only: str | None = None):
         if only is not None and only not in ex.labels:
             continue
         if ex.module in errors:
-            results.append(CheckResult(ex.label, ex.function, "error",
+            results.append(CheckResult(ex.label, ex.name, "error",
                                        diagnosis=f"not checked: {errors[ex.module]}",
                                        mistake="import"))
             continue
         module, attr = modules[ex.module], ex.function.split(".")[0]
         if not hasattr(module, attr):
-            results.append(CheckResult(ex.label, ex.function, "error", diagnosis=(
+            results.append(CheckResult(ex.label, ex.name, "error", diagnosis=(
                 f"{STUDENT_FILES[ex.module]} has no {attr}; restore it from the template "
                 "(numpyvae exercises start DIR --force writes fresh copies)"), mistake="missing"))
             continue
@@ -139,4 +139,6 @@ def check(label: str, fn, function: str | None = None) -> CheckResult:
         fn = _as_class(fn, optim.Adam)
     elif ex.function == "SGD.step":
         fn = _as_class(fn, optim.SGD)
-    return grade(ex, fn)
+    rows = [e for e in EXERCISES if label in e.labels and e.function == ex.function]
+    results = [grade(e, fn) for e in rows]  # IWAE-6 has a row for dz and one for dlogvar
+    return min(results, key=lambda r: report.ORDER.index(r.status))  # the worst, first if tied

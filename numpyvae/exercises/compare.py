@@ -68,6 +68,8 @@ class Exercise:
     and returns its raw result; ``returns`` names the tuple it returns (or None for an array),
     ``output`` the element checked. For a forward, ``backward(cache, a)`` is the reference
     backward that reads its cache: the student's cache must give it the same gradients.
+    ``part`` names the output in the row when one label has several rows of one function
+    (IWAE-6: dz and dlogvar of ``log_prior_ratio_backward``).
     """
 
     labels: tuple[str, ...]
@@ -80,10 +82,16 @@ class Exercise:
     returns: tuple[str, ...] | None = None
     backward: Callable | None = None
     mistakes: tuple[Mistake, ...] = ()
+    part: str = ""  # the output's name, when one function has several rows of one label
 
     @property
     def label(self) -> str:
         return ", ".join(self.labels)
+
+    @property
+    def name(self) -> str:
+        """The row's name: the function, and the output if the row has a ``part``."""
+        return f"{self.function} {self.part}" if self.part else self.function
 
 
 @dataclasses.dataclass
@@ -202,7 +210,7 @@ def _cache_works(ex: Exercise, mine, ref, case: Case) -> bool:
 def _match(ex: Exercise, outputs: dict, cases: list[Case], stress: bool) -> Mistake | None:
     """The first catalogue mistake whose variant equals the student's output on every case."""
     for mistake in ex.mistakes:
-        if mistake.variant is None or mistake.stress != stress:
+        if mistake.variant is None or mistake.stress != stress or mistake.cache:
             continue
         chosen = [c for c in cases if c.stress == stress] if stress else cases
         ok = True
@@ -276,13 +284,48 @@ def _where_wrong(outs: dict, refs: dict, cases: list[Case]) -> str:
 
 
 def _result(ex, status, err, text="", key=None) -> CheckResult:
-    return CheckResult(ex.label, ex.function, status, err, text, key)
+    return CheckResult(ex.label, ex.name, status, err, text, key)
+
+
+def _cache_mistake(ex: Exercise, caches: dict, cases: list[Case]) -> Mistake | None:
+    """The catalogue's cache mistake (``Mistake.cache``) whose variant is the student's cache."""
+    for mistake in ex.mistakes:
+        if not mistake.cache:
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                if all(_error(np.asarray(caches[c.name], dtype=np.float64),
+                              np.asarray(mistake.variant(c.args()), dtype=np.float64), c)
+                       <= APPROX_TOL for c in cases):
+                    return mistake
+        except (TypeError, ValueError):  # a cache of another structure: not this mistake
+            continue
+    return None
+
+
+def _bad_cache(ex: Exercise, err: float, caches: dict, cases: list[Case], case: Case,
+               mine, ref) -> CheckResult:
+    """The output is right, the cache is not: a catalogued cache mistake, or what is wrong."""
+    label = ex.labels[0]
+    m = _cache_mistake(ex, caches, cases)
+    if m is not None:
+        return _result(ex, "wrong", err, diagnosis(label, m), m.key)
+    if case.stress:
+        text = (f"({label}) the output is right, but with {case.name} the backward gets wrong "
+                f"gradients from your cache, {describe(mine)}: compute it in the stable form, "
+                "like the output. ")
+    else:
+        text = (f"({label}) the output is right but the backward cannot use the cache: it is "
+                f"{describe(mine)}, and the backward reads the reference's, {describe(ref)} "
+                "(see the lines of the backward that unpack it). ")
+    return _result(ex, "wrong", err, text + reread(label), "cache")
 
 
 def grade(ex: Exercise, fn) -> CheckResult:
     """Check ``fn`` (with the reference's signature) against the reference on every case."""
     cases, reference = ex.cases(), ex.reference()
-    outs, refs, bad_cache = {}, {}, None
+    outs, refs, caches = {}, {}, {}
+    bad_cache: dict[bool, tuple] = {}  # stress? -> (case, student's cache, reference's)
     try:
         for case in cases:
             raw = _call(ex, fn, case)
@@ -290,12 +333,11 @@ def grade(ex: Exercise, fn) -> CheckResult:
                 ref_raw = ex.run(reference, case.args())
             refs[case.name] = _pick(ex, ref_raw, ex.output)
             outs[case.name] = _pick(ex, raw, ex.output)
-            if (ex.backward is not None and bad_cache is None
-                    and not _cache_works(ex, raw[1], ref_raw[1], case)):
-                bad_cache = (f"({ex.labels[0]}) the output is right but the backward cannot "
-                             f"use the cache: it is {describe(raw[1])}, and the backward reads "
-                             f"the reference's, {describe(ref_raw[1])} (see the lines of the "
-                             "backward that unpack it). " + reread(ex.labels[0]))
+            if ex.backward is not None:
+                caches[case.name] = raw[1]
+                if (case.stress not in bad_cache
+                        and not _cache_works(ex, raw[1], ref_raw[1], case)):
+                    bad_cache[case.stress] = (case, raw[1], ref_raw[1])
     except _Failure as f:
         return _result(ex, f.status, None, f.text, f.mistake)
     ordinary = [c for c in cases if not c.stress]
@@ -303,10 +345,12 @@ def grade(ex: Exercise, fn) -> CheckResult:
     err = max(errors[c.name] for c in ordinary)
     if err > APPROX_TOL:
         return _explain_wrong(ex, outs, refs, ordinary)
-    if bad_cache:  # the value is right: now the cache matters
-        return _result(ex, "wrong", err, bad_cache, "cache")
+    if False in bad_cache:  # the value is right: now the cache matters
+        return _bad_cache(ex, err, caches, ordinary, *bad_cache[False])
     status = "exact" if err <= EXACT_TOL else "approximate"
     failing = [c for c in cases if c.stress and errors[c.name] > APPROX_TOL]
+    if not failing and True in bad_cache:  # right values everywhere, a cache that breaks
+        return _bad_cache(ex, err, caches, [bad_cache[True][0]], *bad_cache[True])
     if not failing:
         return _result(ex, status, err)
     m = _match(ex, outs, cases, stress=True)

@@ -28,15 +28,15 @@ def summary(results: list[CheckResult]) -> str:
 
 
 def table(results: list[CheckResult], import_errors: dict[str, str] | None = None) -> str:
-    lines = [f"{'label':<16} {'function':<28} {'status':<12} {'max rel err':>11}",
-             "-" * 70]
+    lines = [f"{'label':<16} {'function':<32} {'status':<12} {'max rel err':>11}",
+             "-" * 74]
     for text in (import_errors or {}).values():
         lines.insert(0, f"cannot import: {text}")
     for r in results:
         err = "" if r.max_rel_error is None else f"{r.max_rel_error:.1e}"
-        lines.append(f"{r.label:<16} {r.function:<28} {r.status:<12} {err:>11}".rstrip())
+        lines.append(f"{r.label:<16} {r.function:<32} {r.status:<12} {err:>11}".rstrip())
         if r.diagnosis and r.status != "not started" and r.mistake != "import":
             lines += textwrap.wrap(r.diagnosis, 96, initial_indent="    ",
                                    subsequent_indent="    ")
-    lines += ["-" * 70, summary(results)]
+    lines += ["-" * 74, summary(results)]
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 """Exercises of the loss terms and the sample: bernoulli.md, gaussian.md, reparameterization.md,
 kl.md. Stress cases hold the extreme inputs where the unstable forms break (logits of +-800,
-a posterior at the prior, where the KL is ~1e-14)."""
+a posterior at the prior, where the KL is ~1e-14, a variance head far above its floor)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -43,6 +45,37 @@ def _gau(rng, B, D, k):
 
 def gau_cases() -> list[Case]:
     return _cases(50, ((4, 7), (3, 5)), _gau, "D")
+
+
+LOG_FLOOR_8BIT = math.log(1.0 / (12 * 256**2))  # the default floor of 8-bit pixels
+
+
+def floor_cases(stress: bool = True) -> list[Case]:
+    """Head outputs a around the floor c = log sigma^2_min, where the floor matters."""
+    cases = []
+    for k, (B, D, c) in enumerate(((4, 7, LOG_FLOOR_8BIT), (3, 5, math.log(0.05)))):
+        rng = np.random.default_rng(90 + k)
+        cases.append(Case(f"B={B}, D={D}, c={c:.4g}", dict(a=c + rng.normal(0.0, 3.0, (B, D)),
+                          log_floor=c, ds=rng.normal(size=(B, D))), {"B": B, "D": D}))
+    if stress:
+        rng = np.random.default_rng(92)
+        cases.append(Case("a of 720 to 800 (exp(a) overflows)", dict(
+            a=rng.uniform(720, 800, (3, 4)), log_floor=LOG_FLOOR_8BIT,
+            ds=rng.normal(size=(3, 4))), {"B": 3, "D": 4}, stress=True))
+    return cases
+
+
+def shared_cases() -> list[Case]:
+    cases = []
+    for k, (n, D) in enumerate(((4, 7), (3, 5))):
+        rng = np.random.default_rng(95 + k)
+        cases.append(Case(f"n={n}, D={D}", dict(b=rng.normal(size=D), n=n,
+                                                ds=rng.normal(size=(n, D))), {"B": n, "D": D}))
+    return cases
+
+
+def _floor_back(a):
+    return a["a"] - a["log_floor"]
 
 
 def _latent(rng, B, J, k):
@@ -158,6 +191,59 @@ EXERCISES = [
                           Mistake("plus-minus", "+ where - belongs", "d/ds of e^-s is -e^-s",
                                   lambda a: a["dloss"][:, None] * 0.5 * (
                                       1 + (a["x"] - a["mean"]) ** 2 * np.exp(-a["logvar"])))]),
+    Exercise(("GAU-4",), "vae_ops", "logvar_floor_forward", "s", floor_cases,
+             lambda fn, a: fn(a["a"], a["log_floor"]), lambda: ops.logvar_floor_forward,
+             returns=("s", "cache"),
+             backward=lambda c, a: ops.logvar_floor_backward(a["ds"], c), mistakes=(
+                 Mistake("floor-not-added", "c forgotten: softplus(a - c) alone", "s = c + "
+                         "softplus(a - c): without c, s tends to 0 instead of the floor c "
+                         "below it, and to a - c instead of a above it",
+                         lambda a: ops.softplus(_floor_back(a))),
+                 Mistake("shift-forgotten", "softplus(a) where softplus(a - c) belongs",
+                         "log(sigma^2_min + e^a) = c + log(1 + e^(a - c)): factoring e^c out "
+                         "divides e^a by it", lambda a: a["log_floor"] + ops.softplus(a["a"])),
+                 Mistake("hard-clamp", "a hard clamp max(a, c) where the soft floor belongs",
+                         "the floor adds the variances, sigma^2 = sigma^2_min + e^a, so s lies "
+                         "above both a and c; a clamp has zero gradient below the floor, and a "
+                         "head stuck there never learns its way out",
+                         lambda a: np.maximum(a["a"], a["log_floor"])),
+                 Mistake("floor-as-variance", "log_floor used as the variance sigma^2_min",
+                         "log_floor is c = log sigma^2_min, already a log: log(c + e^a) takes "
+                         "the log of a negative number wherever e^a < -c",
+                         lambda a: np.log(a["log_floor"] + np.exp(a["a"]))),
+                 Mistake("floor-overflow", "log(exp(c) + exp(a)) overflows", "exp(a) is inf "
+                         "for a > 709; c + softplus(a - c) never takes exp of a positive number",
+                         lambda a: np.log(np.exp(a["log_floor"]) + np.exp(a["a"])),
+                         stress=True),
+                 Mistake("a-cached", "a cached where t = a - c belongs", "logvar_floor_backward "
+                         "is not given c: it reads the cache as t = a - c, the sigmoid's "
+                         "argument", lambda a: a["a"], cache=True))),
+    Exercise(("GAU-5",), "vae_ops", "logvar_floor_backward", "da", lambda: floor_cases(False),
+             lambda fn, a: fn(a["ds"], _floor_back(a)), lambda: ops.logvar_floor_backward,
+             mistakes=(
+                 Mistake("floor-derivative-forgotten", "the floor's derivative forgotten (taken "
+                         "as 1)", "s = c + softplus(a - c) moves with a by sigma(a - c), in "
+                         "(0, 1): ds/da fades the pull of (GAU-3) out near the floor",
+                         lambda a: a["ds"]),
+                 Mistake("sigma-complement", "1 - sigma(t) where sigma(t) belongs",
+                         "softplus'(t) = sigma(t) (ACT-2); 1 - sigma(t) = sigma(-t) is the "
+                         "slope of softplus(-t)",
+                         lambda a: a["ds"] * (1 - ops.sigmoid(_floor_back(a)))),
+                 Mistake("softplus-as-slope", "softplus(t) used as its own slope",
+                         "the slope of softplus is sigma(t) (ACT-2)",
+                         lambda a: a["ds"] * ops.softplus(_floor_back(a))))),
+    Exercise(("GAU-6",), "vae_ops", "shared_forward", "s", shared_cases,
+             lambda fn, a: fn(a["b"], a["n"]), lambda: ops.shared_forward,
+             returns=("s", "cache"), mistakes=(
+                 Mistake("not-broadcast", "b returned as it is", "s has one row per example, "
+                         "(n, D), and every row is b", lambda a: a["b"]),)),
+    Exercise(("GAU-6",), "vae_ops", "shared_backward", "db", shared_cases,
+             lambda fn, a: fn(a["ds"]), lambda: ops.shared_backward, mistakes=(
+                 Mistake("batch-sum-missing", "the sum over the batch missing", "b enters every "
+                         "one of the n rows, so its gradient is the sum of the rows' gradients, "
+                         "ds.sum(axis=0), of b's shape (D,)", lambda a: a["ds"]),
+                 Mistake("one-row-only", "only the first row's gradient", "every row used b, "
+                         "not only the first: sum ds over all n rows", lambda a: a["ds"][0]))),
     Exercise(("REP-1",), "vae_ops", "reparameterize_forward", "z", latent_cases,
              lambda fn, a: fn(a["mu"], a["logvar"], a["eps"]),
              lambda: ops.reparameterize_forward, returns=("z", "cache"),

@@ -13,7 +13,8 @@ numpyvae exercises: write the maths of a Variational Autoencoder yourself
 
 Files
   vae_ops.py       every forward/backward pair: dense layer, activations, the two losses,
-                   the reparameterisation, the KL term, the initialisers
+                   the variance floor and the shared variance, the reparameterisation, the
+                   KL term, the k-sample (IWAE) terms, the initialisers
   vae_optim.py     SGD.step and Adam.step
   vae_network.py   backward(cache, grads, ops): the whole backward pass of the VAE
   notebooks/       the lessons with their exercises; each check cell grades your cell
@@ -36,7 +37,9 @@ Check your work (from this folder)
   exact         the reference's result to 1e-12 in float64
 
 When every piece the model needs passes, the checker assembles a VAE from your functions,
-trains it for a few seconds on MNIST and shows its loss next to the reference's.
+trains it for a few seconds on MNIST and shows its loss next to the reference's. That VAE
+(Bernoulli decoder, one sample, the ELBO) does not need the floor, the shared variance or the
+k-sample terms (GAU-4..6, IWAE-2, IWAE-4..6): they are graded, not trained.
 """
 
 

@@ -135,25 +135,24 @@ def logvar_floor_forward(a: np.ndarray, log_floor: float):
     a (B, D), the head's output -> s (B, D) = log(sigma^2_min + e^a) = c + softplus(a - c),
     computed without exp(a) (no overflow) and without log(sigma^2_min + e^a) rounding to c.
     """
-    t = a - log_floor
-    s = log_floor + softplus(t)  # (GAU-4)
+    raise NotImplementedError("(GAU-4): t = a - c (the cache: the backward needs it), then s from the module's stable softplus")
     return s, t
 
 
 def logvar_floor_backward(ds: np.ndarray, cache) -> np.ndarray:
-    """ds (B, D) -> da (B, D): ds/da = sigma(a - c), in (0, 1)."""
+    """ds (B, D) -> da (B, D); the cache is t = a - c from logvar_floor_forward."""
     t = cache
-    return ds * sigmoid(t)  # (GAU-5)
+    raise NotImplementedError("(GAU-5): ds times the slope of s = c + softplus(t), with the cached t = a - c")
 
 
 def shared_forward(b: np.ndarray, n: int):
     """One value per pixel, shared by all n rows: b (D,) -> s (n, D), s[i] = b (GAU-6)."""
-    return np.broadcast_to(b, (n, b.shape[0])).copy(), None  # (GAU-6)
+    raise NotImplementedError("(GAU-6): return (s, None): n copies of b, one per row, s of shape (n, D)")
 
 
 def shared_backward(ds: np.ndarray) -> np.ndarray:
-    """ds (n, D) -> db (D,): every row used b, so its gradient is the column sum (GAU-6)."""
-    return ds.sum(axis=0)  # (GAU-6)
+    """ds (n, D) -> db (D,): the gradient of the b of shared_forward (GAU-6)."""
+    raise NotImplementedError("(GAU-6): each row of ds is the gradient of one use of b; db has b's shape (D,)")
 
 
 # --------------------------------------------------------------------------- reparameterisation
@@ -199,15 +198,14 @@ def log_prior_ratio_forward(z: np.ndarray, eps: np.ndarray, logvar: np.ndarray):
     z, eps (k, B, J); logvar (B, J), shared by the k samples of an example -> (k, B) in nats.
     With (z - mu)^2 / sigma^2 = eps^2 the log 2 pi terms of the two densities cancel.
     """
-    r = 0.5 * (np.sum(logvar, axis=-1) + np.sum(eps * eps - z * z, axis=-1))  # (IWAE-4)
+    raise NotImplementedError("(IWAE-4): r (k, B): sum each term over the J latent units; logvar (B, J) is shared by the k samples")
     return r, z
 
 
 def log_prior_ratio_backward(dr: np.ndarray, cache):
     """dr (k, B) -> (dz (k, B, J), dlogvar (B, J)); eps is noise, held fixed: no gradient."""
     z = cache
-    dz = -dr[..., None] * z  # (IWAE-6): d/dz of -z^2 / 2
-    dlogvar = 0.5 * np.broadcast_to(dr.sum(axis=0)[:, None], z.shape[1:])  # (IWAE-6)
+    raise NotImplementedError("(IWAE-6): differentiate r in z and in logvar; the k samples share one logvar (B, J) per example")
     return dz, dlogvar
 
 
@@ -216,17 +214,14 @@ def log_mean_exp_forward(log_w: np.ndarray):
 
     log_w (k, B) -> L (B,). The cache is the normalised weights w~ = softmax(log_w) (k, B).
     """
-    m = log_w.max(axis=0)
-    e = np.exp(log_w - m)  # every exponent <= 0: no overflow
-    s = e.sum(axis=0)
-    L = m + np.log(s) - math.log(log_w.shape[0])  # (IWAE-2)
+    raise NotImplementedError("(IWAE-2): m = the max over the k samples, e = exp(log_w - m) (no exponent > 0), s = its sum over the samples (the return line caches e / s), then L: add m back, and the mean's 1/k")
     return L, e / s
 
 
 def log_mean_exp_backward(dL: np.ndarray, cache) -> np.ndarray:
-    """dL (B,) -> dlog_w (k, B): each sample's share of the gradient is its normalised weight."""
+    """dL (B,) -> dlog_w (k, B); the cache is what log_mean_exp_forward returned with L."""
     w_tilde = cache
-    return dL * w_tilde  # (IWAE-5)
+    raise NotImplementedError("(IWAE-5): each of the k samples gets its share of dL (B,): the slope of L in its log-weight, which the cache holds")
 
 
 # --------------------------------------------------------------------------- initialisation
