@@ -196,23 +196,26 @@ def test_fused_engine_equals_reference(objective, decoder, dtype, rtol):
 
 
 def test_fused_iwae_step_allocates_no_batch_sized_array():
-    """The k-sample step keeps the engine's promise: after warm-up no array of k * B rows (or B)
-    is allocated per step."""
-    B, k = 512, 5
-    vae = VAE(n_input=784, hidden=(200, 200), n_latent=50, activation="tanh", backend="numba",
+    """The k-sample step keeps the engine's promise: after warm-up no array of B rows (let alone
+    k * B) is allocated per step. As in test_fast's check, B = 4096 keeps a step's Python
+    bookkeeping (under 1 KB, with a one-off ~3 KB seen once) far below any batch-sized array."""
+    B, k = 4096, 5
+    vae = VAE(n_input=784, hidden=(64,), n_latent=8, activation="tanh", backend="numba",
               objective="iwae", k=k)
     X = (np.random.default_rng(0).random((B, 784)) < 0.3).astype(np.float32)
     vae.step(X)
     vae.step(X)
     tracemalloc.start()
     try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        vae.step(X)
-        peak = tracemalloc.get_traced_memory()[1] - before
+        peaks = []
+        for _ in range(3):
+            before, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            vae.step(X)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
     finally:
         tracemalloc.stop()
-    assert peak < B * 4, f"a step allocated {peak} bytes"
+    assert max(peaks) < B * X.itemsize, f"peak traced allocation per step: {peaks} bytes"
 
 
 # --------------------------------------------------------------------------- bad input
