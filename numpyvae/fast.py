@@ -121,6 +121,11 @@ class FastEngine:
         self.shared_logvar = layout.shared_logvar
         self.log_floor = (None if layout.log_var_floor is None
                           else self.dtype.type(layout.log_var_floor))
+        if self.log_floor is not None and not np.isfinite(
+                np.exp(-np.float64(self.log_floor)).astype(self.dtype)):
+            raise ValueError(f"a variance floor of {math.exp(layout.log_var_floor):.3g} has a "
+                             f"reciprocal beyond {self.dtype.name}'s range; use a floor above "
+                             f"{1 / np.finfo(self.dtype).max:.3g} or dtype='float64'")
         self.D, self.J = layout.dec_heads[0].fan_out, layout.enc_heads[0].fan_out
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
 

@@ -196,6 +196,7 @@ def gaussian_floor_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, log_floor
     one, half, zero = mean.dtype.type(1.0), mean.dtype.type(0.5), mean.dtype.type(0.0)
     log_2pi = mean.dtype.type(LOG_2PI)
     g_half = inv_b * half
+    inv_floor = mean.dtype.type(np.exp(-np.float64(log_floor)))  # 1 / sigma^2_min
     db_mean[:] = 0
     db_logvar[:] = 0
     for i in range(mean.shape[0]):
@@ -205,7 +206,9 @@ def gaussian_floor_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, log_floor
             e = vexp(-abs(t))
             lv = log_floor + ((t if t > zero else zero) + vlog1p(e))  # (GAU-4)
             slope = (one if t >= zero else e) / (one + e)  # sigma(a - c)  (GAU-5)
-            inv_var = vexp(-lv)
+            # exp(-lv) = exp(-c) exp(-softplus(t)) = exp(-c) (1 - sigma(t)): the same e, no
+            # second exp
+            inv_var = inv_floor * ((e if t > zero else one) / (one + e))
             diff = x[i, j] - m
             d2v = diff * diff * inv_var
             tmp[j] = half * (log_2pi + lv + d2v)  # (GAU-1)
