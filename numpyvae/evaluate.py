@@ -60,12 +60,11 @@ def _log_weights(vae, x: np.ndarray, mu, logvar, eps: np.ndarray) -> np.ndarray:
     xs = np.broadcast_to(x[None], (s, r, x.shape[1])).reshape(s * r, -1)
     nll = vae.engine.decoder_nll(xs, z.reshape(s * r, J))  # the decoder alone
     log_px_z = -nll.reshape(s, r)
-    log_pz = log_normal_diag(z.astype(np.float64), 0.0, 0.0)
-    # log q(z|x) at z = mu + sigma*eps: (z - mu)^2 / sigma^2 = eps^2, no cancellation in z - mu
-    eps64 = eps.astype(np.float64)
-    log_qz = -0.5 * np.sum(LOG_2PI + logvar[None].astype(np.float64) + eps64 * eps64,
-                           axis=-1)  # (IWAE-3)
-    return log_px_z + log_pz - log_qz  # (IWAE-1): log of the importance weight
+    # log p(z) - log q(z|x) in float64, with (z - mu)^2 / sigma^2 = eps^2 (IWAE-3): no
+    # cancellation in z - mu
+    ratio, _ = ops.log_prior_ratio_forward(z.astype(np.float64), eps.astype(np.float64),
+                                           logvar.astype(np.float64))  # (IWAE-4)
+    return log_px_z + ratio  # (IWAE-1): log of the importance weight
 
 
 def importance_weighted_bound(

@@ -2,6 +2,7 @@
 objective -L_k (IWAE-1), by hand in both engines, checked by finite differences in float64."""
 
 import math
+import re
 import tracemalloc
 
 import numpy as np
@@ -236,14 +237,8 @@ def test_unknown_objective_is_refused():
 def test_eps_of_the_wrong_shape_names_the_expected_one(objective, k, shape):
     vae = small_vae(objective=objective, k=k)
     expected = (4, 3) if (objective, k) == ("elbo", 1) else (k, 4, 3)
-    with pytest.raises(ValueError, match=re_escape(f"expected {expected}")):
+    with pytest.raises(ValueError, match=re.escape(f"expected {expected}")):
         vae.loss_and_gradients(data("bernoulli"), np.zeros(shape))
-
-
-def re_escape(s):
-    import re
-
-    return re.escape(s)
 
 
 def test_iwae_with_a_kl_weight_is_refused():

@@ -113,6 +113,7 @@ def latent_backward_k(dz, z, mu, logvar, std, eps, w, g_kl, iwae, dmu, dlogvar, 
     db_mu[:] = 0
     db_logvar[:] = 0
     for b in range(B):
+        sw = _sum_w(w, b, B, k) if iwae else zero  # sum_i w~_i / B: 1/B up to rounding
         for j in range(J):
             gm = zero
             glv = zero
@@ -124,7 +125,7 @@ def latent_backward_k(dz, z, mu, logvar, std, eps, w, g_kl, iwae, dmu, dlogvar, 
                 gm += d  # (REP-2), summed over the samples
                 glv += d * half * std[b, j] * eps[i, b, j]  # (REP-3)
             if iwae:
-                glv -= half * _sum_w(w, b, B, k)  # (IWAE-6): the logvar/2 of -log q(z_i|x)
+                glv -= half * sw  # (IWAE-6): the logvar/2 of -log q(z_i|x)
             else:
                 gm += g_kl * mu[b, j]  # (KL-2)
                 glv += g_kl * half * np.expm1(logvar[b, j])  # (KL-3)
