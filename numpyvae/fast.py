@@ -27,6 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import kernels, ops
+from .kernels import pool as blas_pool
 from .layers import Dense, Layout
 from .optim import Adam
 
@@ -58,6 +59,7 @@ class _Workspace:
         self.tmp = e(D)  # one row of per-pixel loss terms
         self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
         self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
+        self.tasks: dict = {}  # pooled kernel calls on these buffers (kernels.pool.Task)
         self.x: np.ndarray | None = None  # copies of inputs that arrive non-contiguous or cast
         self.eps: np.ndarray | None = None
         self.w: np.ndarray | None = None  # k samples: each decoder row's gradient weight
@@ -107,6 +109,9 @@ class FastEngine:
         self.grads = grads
         self.dtype = np.dtype(params.dtype)
         self.activate = ACTIVATION_KERNELS[layout.activation]
+        # float32 kernels run on BLAS's own threads where that works (kernels/pool.py); the
+        # results are bitwise the serial ones. None: every kernel serial.
+        self.pool = blas_pool.get() if self.dtype == np.float32 else None
         self.gaussian = layout.gaussian
 
         def dense(layers):
@@ -167,18 +172,26 @@ class FastEngine:
         return X, eps, ws
 
     # ------------------------------------------------------------------ passes
-    def _hidden(self, h, layers, outs, dacts):
+    def _hidden(self, h, layers, outs, dacts, tasks: dict):
         """Hidden layers: h @ W into each layer's buffer, then bias + activation + derivative
-        in one kernel (DENSE-1) (ACT-1..6); returns the last activation (h itself if none)."""
+        in one kernel (DENSE-1) (ACT-1..6); returns the last activation (h itself if none).
+        ``tasks``: the workspace's pooled calls."""
         for layer, out, dact in zip(layers, outs, dacts, strict=True):
             np.matmul(h, layer.W, out=out)  # (DENSE-1); the kernel adds b
-            self.activate(out, layer.b, dact)
+            if self.pool is None or out.size < blas_pool.MIN_POOLED:
+                self.activate(out, layer.b, dact)
+            else:  # the same kernel, rows split between BLAS's threads
+                task = tasks.get(("bias_act", id(out)))
+                if task is None:
+                    task = tasks[("bias_act", id(out))] = self.pool.bias_act(self.activate, out,
+                                                                             layer.b, dact)
+                self.pool.run(task)
             h = out
         return h
 
     def _forward(self, x, eps, ws: _Workspace, head_bias_grads) -> None:
         """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
-        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d)
+        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
         np.matmul(h, self.mu.W, out=ws.mu)
         np.matmul(h, self.logvar.W, out=ws.logvar)
         kernels.latent_forward(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps,
@@ -188,7 +201,7 @@ class FastEngine:
     def _decode_loss(self, x, ws: _Workspace, head_bias_grads, weight=None) -> None:
         """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``;
         dL/d(head outputs) with each row's ``weight`` (default 1/B) into ``ws.heads``."""
-        h = self._hidden(ws.z, self.dec, ws.dec_h, ws.dec_d)
+        h = self._hidden(ws.z, self.dec, ws.dec_h, ws.dec_d, ws.tasks)
         for out, head in zip(ws.heads[: len(self.heads)], self.heads, strict=True):
             np.matmul(h, head.W, out=out)
         if self.shared_logvar:
@@ -202,9 +215,20 @@ class FastEngine:
             mean_b, logvar_b = self.out_b
             kernels.gaussian_loss_grad(ws.heads[0], ws.heads[1], mean_b, logvar_b,
                                        x, inv_b, ws.recon, *head_bias_grads, ws.tmp)
-        else:
+        elif (self.pool is None or x.size < blas_pool.MIN_POOLED
+              or not x.flags.c_contiguous or x.dtype != self.dtype):
             kernels.bernoulli_loss_grad(ws.heads[0], self.heads[0].b, x, inv_b, ws.recon,
                                         head_bias_grads[0], ws.tmp)
+        else:  # the same, rows split between BLAS's threads, then the bias gradient
+            logits = ws.heads[0]
+            task = ws.tasks.get("bernoulli")
+            if task is None:
+                task = ws.tasks["bernoulli"] = self.pool.bernoulli(logits, self.heads[0].b,
+                                                                   ws.recon)
+            task.call[0] = x.ctypes.data
+            task.weight[0] = inv_b
+            self.pool.run(task)
+            kernels.column_sum(logits, head_bias_grads[0])  # (DENSE-3)
 
     def _input_grad(self, douts, layers, out: np.ndarray, ws: _Workspace) -> None:
         """out = sum_k douts[k] @ W_k.T  (DENSE-4), summed over one or two heads."""
@@ -281,7 +305,7 @@ class FastEngine:
             wk.w = np.empty(k * B, self.dtype)
             wk.ratio = np.empty(k * B, self.dtype)
         # encoder and the k samples of z
-        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d)
+        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
         np.matmul(h, self.mu.W, out=ws.mu)
         np.matmul(h, self.logvar.W, out=ws.logvar)
         kernels.latent_forward_k(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps, wk.z,
@@ -349,7 +373,7 @@ class FastEngine:
         """X (B, D) -> (mu, logvar), each (B, J), as new arrays."""
         X = np.asarray(X)
         ws = self._workspace(X.shape[0])
-        h = self._hidden(X, self.enc, ws.enc_h, ws.enc_d)
+        h = self._hidden(X, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
         return h @ self.mu.W + self.mu.b, h @ self.logvar.W + self.logvar.b  # (DENSE-1)
 
     def decode(self, z) -> tuple[np.ndarray, ...]:
@@ -357,7 +381,7 @@ class FastEngine:
         of p(x|z), floored and shared as the layout says (as ``network.decode``)."""
         z = np.asarray(z)
         ws = self._workspace(z.shape[0])
-        h = self._hidden(z, self.dec, ws.dec_h, ws.dec_d)
+        h = self._hidden(z, self.dec, ws.dec_h, ws.dec_d, ws.tasks)
         outs = [h @ head.W + head.b for head in self.heads]  # (DENSE-1)
         if self.shared_logvar:
             outs.append(np.broadcast_to(self.out_b[1], (len(z), self.D)).copy())  # (GAU-6)
@@ -376,6 +400,26 @@ class FastAdam(Adam):
                  beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(size, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self._tmp = None  # the fused kernel needs no scratch buffer
+        # float32: the update split between BLAS's threads (kernels/pool.py), bitwise the same
+        self._scalars = np.empty(7, self.m.dtype)  # the kernel's scalars, for the pooled call
+        self._attach_pool()
+
+    def _attach_pool(self) -> None:
+        self.pool = (blas_pool.get() if self.m.dtype == np.float32
+                     and self.m.size >= blas_pool.MIN_POOLED else None)
+        self._task = None
+
+    def __getstate__(self) -> dict:
+        """Pickle and deepcopy: the pool (a handle into this process's BLAS) is not copied;
+        the copy finds its own (``__setstate__``)."""
+        state = dict(self.__dict__)
+        state.pop("pool", None)
+        state.pop("_task", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._attach_pool()
 
     def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
         m = self.m
@@ -394,8 +438,17 @@ class FastAdam(Adam):
         b1, b2 = self.beta1, self.beta2
         c1 = 1.0 - b1**self.t  # (ADAM-3): bias corrections, folded into two scalars
         c2 = 1.0 - b2**self.t
-        kernels.adam_step(theta, grad, m, self.v, T(b1), T(1.0 - b1), T(b2), T(1.0 - b2),
-                          T(1.0 / math.sqrt(c2)), T(self.eps), T(self.lr / c1))
+        scalars = (T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(1.0 / math.sqrt(c2)), T(self.eps),
+                   T(self.lr / c1))
+        if self.pool is None:
+            kernels.adam_step(theta, grad, m, self.v, *scalars)
+            return
+        task = self._task
+        if task is None or task.theta is not theta or task.grad is not grad:
+            task = self._task = self.pool.adam(theta, grad, m, self.v, self._scalars)
+            task.theta, task.grad = theta, grad
+        self._scalars[:] = scalars
+        self.pool.run(task)
 
 
 FastEngine.Adam = FastAdam  # the optimiser that goes with this engine

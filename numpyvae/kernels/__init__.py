@@ -3,6 +3,7 @@
     fused.py     the training step's kernels (bias + activation, losses, latent layer, Adam)
     ksample.py   the k-sample objectives' latent layer and importance weights (IWAE)
     vmath.py     vectorisable float32 exp / log1p / tanh used inside them
+    pool.py      running them on BLAS's own threads (gotoblas_pthread)
     teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
 """
 
@@ -10,9 +11,11 @@ from .fused import (
     adam_step,
     backward_bias,
     bernoulli_loss_grad,
+    bernoulli_rows,
     bias_relu,
     bias_softplus,
     bias_tanh,
+    column_sum,
     gaussian_floor_loss_grad,
     gaussian_loss_grad,
     latent_backward,
@@ -25,7 +28,8 @@ from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
-    "bias_tanh", "gaussian_floor_loss_grad", "gaussian_loss_grad", "iwae_weights",
+    "bias_tanh", "bernoulli_rows", "column_sum", "gaussian_floor_loss_grad",
+    "gaussian_loss_grad", "iwae_weights",
     "latent_backward", "latent_backward_k", "latent_forward", "latent_forward_k", "mean64",
     "matmul", "scale_rows",
     "exp_array", "log1p_array", "tanh_array", "vexp", "vlog1p", "vtanh",

@@ -150,6 +150,32 @@ def bernoulli_loss_grad(logits, b, x, inv_b, loss, db, tmp):
 
 
 @njit(**JIT_FMA)
+def bernoulli_rows(logits, b, x, inv_b, loss, tmp):
+    """``bernoulli_loss_grad`` without the bias gradient: each row on its own, so that rows can
+    be split between threads (``pool``); ``column_sum`` of the result is then the bias
+    gradient, added in the same order, so the pair is bitwise ``bernoulli_loss_grad``.
+    (DENSE-1) (BER-2) (BER-3) (ELBO-3)."""
+    one, zero = logits.dtype.type(1.0), logits.dtype.type(0.0)
+    for i in range(logits.shape[0]):
+        for j in range(logits.shape[1]):
+            a = logits[i, j] + b[j]  # (DENSE-1)
+            e = vexp(-abs(a))
+            xi = x[i, j]
+            tmp[j] = (a if a > zero else zero) - xi * a + vlog1p(e)  # (BER-2)
+            logits[i, j] = inv_b * ((one if a >= zero else e) / (one + e) - xi)  # (BER-3)
+        loss[i] = _row_sum(tmp)
+
+
+@njit(**JIT)
+def column_sum(g, db):
+    """db = g.sum(axis=0), row after row as NumPy and the fused kernels add: (DENSE-3)."""
+    db[:] = 0
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            db[j] += g[i, j]
+
+
+@njit(**JIT_FMA)
 def gaussian_loss_grad(mean, logvar, b_mean, b_logvar, x, inv_b, loss, db_mean, db_logvar, tmp):
     """Fuses the two heads' bias adds, ops.gaussian_nll_forward and ops.gaussian_nll_backward
     with dloss = 1/B, and both bias gradients: (DENSE-1) (GAU-1) (GAU-2) (GAU-3) (ELBO-3)

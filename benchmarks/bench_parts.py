@@ -1,0 +1,347 @@
+"""The parts of a numba training step, each against its floor, on this machine.
+
+    python benchmarks/bench_parts.py            # a minute or two
+    python benchmarks/bench_parts.py --quick
+
+Prints Markdown tables (see benchmarks/README.md, "The parts, and their floors"):
+
+1. Adam over the seed model's 1.32 M parameters: serial, on BLAS's threads (``kernels.pool``),
+   and the ways that fight BLAS (Numba ``parallel=True``, a Python thread); each against its
+   floor, a kernel with the same loads and stores and no arithmetic. Timed as in a step: right
+   after a matrix product (BLAS's worker is spinning) with the buffers pushed out of cache.
+2. Every elementwise kernel of a step at batch 100 and 512: serial and pooled, and ns per value.
+3. What a call costs: a Python call, a Numba call, ``np.matmul(out=)`` of a tiny product, a
+   pooled call with nothing to do.
+4. The two latent heads: two 500 -> 20 products against one 500 -> 40, forward and backward.
+5. Whether each float32 kernel's inner loop is vectorised (packed ymm/zmm instructions).
+
+Each figure is the median over repeated timings; compare ratios within one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import carray, cfunc, njit, prange
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from numpyvae import kernels  # noqa: E402
+from numpyvae.kernels import pool as blas_pool  # noqa: E402
+from numpyvae.kernels.pool import _ARGS, _f32  # noqa: E402  (the trampolines' building blocks)
+
+F32 = np.float32
+SCALARS = tuple(F32(s) for s in (0.9, 0.1, 0.999, 0.001, 1.0, 1e-8, 1e-3))
+
+
+def median_time(fn, before=None, reps=30) -> float:
+    """Median seconds of fn(), each run after before() (untimed)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------- Adam and floors
+@njit(nogil=True, error_model="numpy", cache=False)
+def adam_floor(theta, grad, m, v):
+    """Adam's loads (theta, grad, m, v) and stores (theta, m, v), no arithmetic to speak of."""
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        mi = m[i]
+        vi = v[i]
+        m[i] = g
+        v[i] = mi
+        theta[i] = vi
+
+
+@njit(parallel=True, nogil=True, error_model="numpy", cache=False)
+def adam_parallel(theta, grad, m, v, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_c2, eps, step):
+    """fused.adam_step with Numba's own threads (prange)."""
+    for i in prange(theta.shape[0]):
+        g = grad[i]
+        mi = m[i] * b1 + g * one_minus_b1
+        vi = v[i] * b2 + (g * g) * one_minus_b2
+        m[i] = mi
+        v[i] = vi
+        theta[i] -= (mi / (np.sqrt(vi) * inv_sqrt_c2 + eps)) * step
+
+
+@cfunc(_ARGS, nogil=True, error_model="numpy", cache=False)
+def _floor_chunk(a):
+    n = a[4]
+    adam_floor(carray(_f32(a[0]), (n,)), carray(_f32(a[1]), (n,)), carray(_f32(a[2]), (n,)),
+               carray(_f32(a[3]), (n,)))
+
+
+def adam_table(reps: int) -> list[tuple[str, float]]:
+    P = 1_316_824
+    rng = np.random.default_rng(0)
+    theta = rng.standard_normal(P, dtype=F32)
+    grad = rng.standard_normal(P, dtype=F32) * F32(1e-3)
+    m, v = np.zeros(P, F32), np.zeros(P, F32)
+    a = rng.random((100, 500), dtype=F32)
+    W = rng.random((500, 500), dtype=F32)
+    out = np.empty((100, 500), F32)
+    flush = np.empty(8_000_000, F32)  # 32 MB, the size of the L3 cache
+
+    def as_in_a_step():  # cold buffers, BLAS's worker just finished a product
+        flush.fill(1.0)
+        np.matmul(a, W, out=out)
+
+    def serial():
+        kernels.adam_step(theta, grad, m, v, *SCALARS)
+
+    class Half(threading.Thread):  # the upper half on a Python thread of ours
+        def __init__(self):
+            super().__init__(daemon=True)
+            self.go, self.done = threading.Event(), threading.Event()
+
+        def run(self):
+            h = P // 2
+            while True:
+                self.go.wait()
+                self.go.clear()
+                kernels.adam_step(theta[h:], grad[h:], m[h:], v[h:], *SCALARS)
+                self.done.set()
+
+    half = Half()
+    half.start()
+
+    def python_thread():
+        half.go.set()
+        h = P // 2
+        kernels.adam_step(theta[:h], grad[:h], m[:h], v[:h], *SCALARS)
+        half.done.wait()
+        half.done.clear()
+
+    rows = [("serial, fused.adam_step", serial),
+            ("floor, serial (same loads and stores)", lambda: adam_floor(theta, grad, m, v)),
+            ("Numba parallel=True (its own threads)",
+             lambda: adam_parallel(theta, grad, m, v, *SCALARS)),
+            ("half on a Python thread of ours", python_thread)]
+    pool = blas_pool.get()
+    if pool is not None:
+        scalars = np.array(SCALARS, F32)
+        task = pool.adam(theta, grad, m, v, scalars)
+        floor = blas_pool.Task("floor", _floor_chunk, task._build, task._keep)
+        rows += [(f"on BLAS's {pool.threads()} threads (kernels.pool)", lambda: pool.run(task)),
+                 (f"floor, on BLAS's {pool.threads()} threads", lambda: pool.run(floor))]
+    return [(name, median_time(fn, as_in_a_step, reps)) for name, fn in rows]
+
+
+# --------------------------------------------------------------------------- kernels of a step
+def step_kernels(B: int, reps: int) -> list[tuple[str, int, float, float | None]]:
+    """(kernel, values, serial seconds, pooled seconds) for the kernels of one step."""
+    rng = np.random.default_rng(0)
+    pool = blas_pool.get()
+    a0 = (3 * rng.standard_normal((B, 500))).astype(F32)
+    h, d = a0.copy(), np.empty((B, 500), F32)
+    b = np.zeros(500, F32)
+    db = np.empty(500, F32)
+    lg0 = (3 * rng.standard_normal((B, 784))).astype(F32)
+    lg = lg0.copy()
+    x = (rng.random((B, 784)) < 0.2).astype(F32)
+    bo, loss = np.zeros(784, F32), np.empty(B, F32)
+    dbo, tmp = np.empty(784, F32), np.empty(784, F32)
+    w = F32(1.0 / B)
+    A, Wm = rng.random((B, 500), dtype=F32), rng.random((500, 500), dtype=F32)
+    mo = np.empty((B, 500), F32)
+
+    def after_product():  # the kernel's input was just written, BLAS's worker spins
+        np.matmul(A, Wm, out=mo)
+        np.copyto(h, a0)
+        np.copyto(lg, lg0)
+
+    rows = []
+    serial = {
+        "bias_softplus": lambda: kernels.bias_softplus(h, b, d),
+        "backward_bias": lambda: kernels.backward_bias(h, d, db),
+        "bernoulli_loss_grad": lambda: kernels.bernoulli_loss_grad(lg, bo, x, w, loss, dbo, tmp),
+        "bernoulli_rows": lambda: kernels.bernoulli_rows(lg, bo, x, w, loss, tmp),
+        "column_sum": lambda: kernels.column_sum(lg, dbo),
+    }
+    pooled = {}
+    if pool is not None:
+        t_act = pool.bias_act(kernels.bias_softplus, h, b, d)
+        t_bb = pool.backward_bias(h, d, db)
+        t_bern = pool.bernoulli(lg, bo, loss)
+        t_sum = pool.column_sum(lg, dbo)
+        t_bern.call[0] = x.ctypes.data
+        t_bern.weight[0] = w
+        pooled = {"bias_softplus": lambda: pool.run(t_act),
+                  "backward_bias": lambda: pool.run(t_bb),
+                  "bernoulli_loss_grad": lambda: (pool.run(t_bern), kernels.column_sum(lg, dbo)),
+                  "bernoulli_rows": lambda: pool.run(t_bern),
+                  "column_sum": lambda: pool.run(t_sum)}
+    for name, fn in serial.items():
+        n = lg.size if name.startswith(("bernoulli", "column")) else h.size
+        t_serial = median_time(fn, after_product, reps)
+        t_pool = median_time(pooled[name], after_product, reps) if name in pooled else None
+        rows.append((name, n, t_serial, t_pool))
+    return rows
+
+
+# --------------------------------------------------------------------------- dispatch
+@njit(cache=False)
+def _noop1(a):
+    return 0
+
+
+@njit(cache=False)
+def _noop6(a, b, c, d, e, f):
+    return 0
+
+
+@cfunc(_ARGS, nogil=True, cache=False)
+def _noop_chunk(a):
+    pass
+
+
+def dispatch_table(reps: int) -> list[tuple[str, float]]:
+    a = np.zeros((100, 500), F32)
+    W, out = np.zeros((500, 20), F32), np.zeros((100, 20), F32)
+    tiny_a, tiny_b, tiny_out = np.zeros((2, 2), F32), np.zeros((2, 2), F32), np.zeros((2, 2), F32)
+
+    def per_call(fn, n=2000):
+        def many():
+            for _ in range(n):
+                fn()
+        return median_time(many, reps=max(3, reps // 5)) / n
+
+    rows = [("Python function call", per_call(lambda: None)),
+            ("Numba call, 1 array argument", per_call(lambda: _noop1(a))),
+            ("Numba call, 6 array arguments", per_call(lambda: _noop6(a, a, a, a, a, a))),
+            ("np.matmul(out=) of 2x2 float32", per_call(lambda: np.matmul(tiny_a, tiny_b,
+                                                                          out=tiny_out))),
+            ("np.matmul(out=) (100x500) @ (500x20)", per_call(lambda: np.matmul(a, W, out=out),
+                                                               200))]
+    pool = blas_pool.get()
+    if pool is not None:
+        task = blas_pool.Task("noop", _noop_chunk, lambda n: [[0]] * n, ())
+        rows.append((f"kernels.pool run of an empty task on {pool.threads()} threads",
+                     per_call(lambda: pool.run(task))))
+    return rows
+
+
+# --------------------------------------------------------------------------- the latent heads
+def heads_table(B: int, reps: int) -> list[tuple[str, float, float]]:
+    rng = np.random.default_rng(0)
+    h = rng.random((B, 500), dtype=F32)
+    Wm, Wl, W2 = (rng.random(s, dtype=F32) for s in ((500, 20), (500, 20), (500, 40)))
+    om, ol, o2 = np.empty((B, 20), F32), np.empty((B, 20), F32), np.empty((B, 40), F32)
+    gm, gl, g2 = np.empty((500, 20), F32), np.empty((500, 20), F32), np.empty((500, 40), F32)
+    dx, second = np.empty((B, 500), F32), np.empty((B, 500), F32)
+
+    def two_fwd():
+        np.matmul(h, Wm, out=om)
+        np.matmul(h, Wl, out=ol)
+
+    def two_bwd():
+        np.matmul(h.T, om, out=gm)
+        np.matmul(h.T, ol, out=gl)
+        np.matmul(om, Wm.T, out=dx)
+        np.matmul(ol, Wl.T, out=second)
+        np.add(dx, second, out=dx)
+
+    def one_bwd():
+        np.matmul(h.T, o2, out=g2)
+        np.matmul(o2, W2.T, out=dx)
+    return [("forward: h @ W", median_time(two_fwd, reps=reps),
+             median_time(lambda: np.matmul(h, W2, out=o2), reps=reps)),
+            ("backward: dW and dL/dh", median_time(two_bwd, reps=reps),
+             median_time(one_bwd, reps=reps))]
+
+
+# --------------------------------------------------------------------------- vectorisation
+VECTORISE = """
+import re, sys, numpy as np
+from numpyvae import kernels
+from numpyvae.model import VAE
+for kw in ({}, {"activation": "tanh"}, {"activation": "relu"}):
+    VAE(backend="numba", seed=0, **kw).step(
+        (np.random.default_rng(0).random((100, 784)) < 0.2).astype(np.float32))
+for name in sorted(dir(kernels)):
+    k = getattr(kernels, name)
+    if not hasattr(k, "inspect_asm"):
+        continue
+    for sig, asm in k.inspect_asm().items():
+        if "float32" not in str(sig):
+            continue
+        packed = len(re.findall(r"\\tv\\w+ps\\s[^\\n]*%[yz]mm", asm))
+        scalar = len(re.findall(r"\\tv\\w+ss\\s", asm))
+        calls = len(re.findall(r"\\tcall", asm))
+        print(name, packed, scalar, calls)
+        break
+"""
+
+
+def vectorise_table() -> list[list[str]]:
+    """Compiled in a fresh process with an empty cache (inspect_asm needs fresh compiles)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        out = subprocess.run([sys.executable, "-c", VECTORISE], env=env, check=True,
+                             capture_output=True, text=True).stdout
+    return [line.split() for line in out.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    reps = 9 if args.quick else 41
+    pool = blas_pool.get()
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               "unknown")
+    print(f"# The parts of a training step{' (--quick)' if args.quick else ''}\n")
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; kernels.pool: "
+          + (f"BLAS threads: {pool.threads()}" if pool else "not available") + "\n")
+
+    print("## Adam, 1,316,824 float32 parameters (37 MB of loads and stores), as in a step\n")
+    print("| how | ms | GB/s |\n|---|---|---|")
+    for name, t in adam_table(reps):
+        print(f"| {name} | {t * 1e3:.3f} | {7 * 4 * 1_316_824 / t / 1e9:.0f} |")
+
+    print("\n## The elementwise kernels of a step, right after a product (us per call)\n")
+    print("| batch | kernel | values | serial | pooled | serial ns/value |\n"
+          "|---|---|---|---|---|---|")
+    for B in (100, 512):
+        for name, n, ts, tp in step_kernels(B, reps):
+            pooled = f"{tp * 1e6:.1f}" if tp is not None else "-"
+            print(f"| {B} | {name} | {n} | {ts * 1e6:.1f} | {pooled} | {ts * 1e9 / n:.2f} |")
+
+    print("\n## What a call costs (us)\n")
+    print("| call | us |\n|---|---|")
+    for name, t in dispatch_table(reps):
+        print(f"| {name} | {t * 1e6:.2f} |")
+
+    print("\n## The latent heads at batch 100: two 500 -> 20 products or one 500 -> 40 (us)\n")
+    print("| pass | two products | one product |\n|---|---|---|")
+    for name, two, one in heads_table(100, reps * 5):
+        print(f"| {name} | {two * 1e6:.1f} | {one * 1e6:.1f} |")
+
+    print("\n## Vectorised? (float32 kernels: packed ymm/zmm instructions, scalar ones, calls)\n")
+    print("| kernel | packed | scalar | calls |\n|---|---|---|---|")
+    for row in vectorise_table():
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Run a float32 kernel on BLAS's own threads: the second core, without a second thread pool.
+
+Between two matrix products OpenBLAS's worker threads do not sleep: they spin, waiting for the
+next product, for up to 2^28 cycles (``OPENBLAS_THREAD_TIMEOUT``). A kernel of ours running on
+threads of our own (Numba's ``parallel=True``, or a Python thread) competes with them for the
+cores; measured on the reference machine, a two-thread Numba Adam right after a product took
+4.6-6.9 ms against 1.5 ms serial. Shortening the timeout cures that and slows every product
+down instead (a step's products: 7.4 -> 10.1 ms with ``OPENBLAS_THREAD_TIMEOUT=4``).
+
+OpenBLAS can run any C function on those same threads: ``gotoblas_pthread(n, function, args,
+stride)`` calls ``function(args + i * stride)`` for i < n, i = 0 on the caller's thread and the
+others on its workers, and returns when all are done. The spinning worker picks the work up at
+once; nobody fights. The functions are Numba ``cfunc`` trampolines that rebuild each chunk's
+arrays from raw pointers and call the serial kernels of ``fused.py`` on them.
+
+Every pooled kernel gives each output element to exactly one chunk, computed by the same serial
+kernel: results are bitwise those of the serial path, for any number of threads (checked by
+``tests/test_pool.py``). Column sums, which would add in another order if split by rows, are a
+separate serial pass (``column_sum``), in the serial kernels' order.
+
+``get()`` returns the pool, or None where it cannot work (no OpenBLAS, an OpenMP or Windows
+build without the symbol, one BLAS thread) or is switched off (``NUMPYVAE_BLAS_POOL=0``); the
+engine then runs every kernel serially, with the same results.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+from numba import carray, cfunc, types
+from numba.extending import intrinsic
+
+from .fused import (
+    adam_step,
+    backward_bias,
+    bernoulli_rows,
+    bias_relu,
+    bias_softplus,
+    bias_tanh,
+    column_sum,
+)
+
+MIN_POOLED = 16_384  # values below which a kernel runs serially (the hand-off costs ~5 us)
+ALIGN = 16  # chunk boundaries of flat buffers, in float32 values: one 64-byte cache line
+_ARGS = types.void(types.CPointer(types.int64))  # every trampoline: void f(int64 *args)
+_TRAMPOLINE = {"nogil": True, "error_model": "numpy", "cache": True}
+
+
+@intrinsic
+def _f32(typingctx, address):
+    """An int64 address as a float32 pointer (what carray needs)."""
+    sig = types.CPointer(types.float32)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return sig, codegen
+
+
+@intrinsic
+def _i64(typingctx, address):
+    """An int64 address as an int64 pointer."""
+    sig = types.CPointer(types.int64)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return sig, codegen
+
+
+# =========================================================================== trampolines
+# args: one row of int64 per chunk. Pointers are already offset to the chunk's first element.
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _adam_chunk(a):
+    """a = [theta, grad, m, v, n, scalars]: ``fused.adam_step`` on n values (ADAM-1..4)."""
+    n = a[4]
+    s = carray(_f32(a[5]), (7,))
+    adam_step(carray(_f32(a[0]), (n,)), carray(_f32(a[1]), (n,)), carray(_f32(a[2]), (n,)),
+              carray(_f32(a[3]), (n,)), s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+
+
+def _bias_act_trampoline(kernel):
+    @cfunc(_ARGS, **_TRAMPOLINE)
+    def chunk(a):
+        """a = [h, b, dact, rows, H]: ``kernel`` on this chunk's rows (DENSE-1) (ACT-*)."""
+        rows, H = a[3], a[4]
+        kernel(carray(_f32(a[0]), (rows, H)), carray(_f32(a[1]), (H,)),
+               carray(_f32(a[2]), (rows, H)))
+    return chunk
+
+
+_BIAS_ACT = {kernel: _bias_act_trampoline(kernel)
+             for kernel in (bias_softplus, bias_relu, bias_tanh)}
+
+
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _bernoulli_chunk(a):
+    """a = [logits, b, call, loss, tmp, rows, D, first row]: ``fused.bernoulli_rows`` (BER-2)
+    (BER-3) on this chunk's rows. ``call`` points at two int64 the caller writes before each
+    run: the address of this call's x (the batch changes every step) and the bits of the
+    float32 weight 1/B."""
+    rows, D = a[5], a[6]
+    call = carray(_i64(a[2]), (2,))
+    x = carray(_f32(call[0] + 4 * a[7] * D), (rows, D))
+    weight = carray(_f32(a[2] + 8), (1,))[0]
+    bernoulli_rows(carray(_f32(a[0]), (rows, D)), carray(_f32(a[1]), (D,)), x, weight,
+                   carray(_f32(a[3]), (rows,)), carray(_f32(a[4]), (D,)))
+
+
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _backward_bias_chunk(a):
+    """a = [dh, dact, db, B, H, first column, last column]: ``fused.backward_bias`` on a block
+    of columns (ACT-*) (DENSE-3); each column's sum runs over the rows in the serial order."""
+    B, H, lo, hi = a[3], a[4], a[5], a[6]
+    backward_bias(carray(_f32(a[0]), (B, H))[:, lo:hi], carray(_f32(a[1]), (B, H))[:, lo:hi],
+                  carray(_f32(a[2]), (H,))[lo:hi])
+
+
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _column_sum_chunk(a):
+    """a = [g, db, B, D, first column, last column]: ``fused.column_sum`` on a block of
+    columns (DENSE-3)."""
+    B, D, lo, hi = a[2], a[3], a[4], a[5]
+    column_sum(carray(_f32(a[0]), (B, D))[:, lo:hi], carray(_f32(a[1]), (D,))[lo:hi])
+
+
+# =========================================================================== the pool
+def _openblas():
+    """(library, its get_num_threads) of the OpenBLAS NumPy uses, if it is a pthreads build
+    with ``gotoblas_pthread``; else None."""
+    try:
+        from threadpoolctl import ThreadpoolController
+        controllers = ThreadpoolController().select(internal_api="openblas").lib_controllers
+    except Exception:  # threadpoolctl missing or unable to inspect this process
+        return None
+    for ctl in controllers:
+        if getattr(ctl, "threading_layer", None) != "pthreads":
+            continue
+        try:
+            lib = ctypes.CDLL(ctl.filepath)
+            run = lib.gotoblas_pthread
+        except (OSError, AttributeError):
+            continue
+        run.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        run.restype = ctypes.c_int
+        return run, ctl.get_num_threads
+    return None
+
+
+class Task:
+    """One kernel call with fixed buffers, split into chunks; ``run(n)`` on n threads.
+
+    The int64 argument rows are built once per thread count and kept, with the arrays they
+    point into (so those stay alive as long as the task does).
+    """
+
+    def __init__(self, name: str, function, build, keep):
+        self.name = name  # the serial kernel it splits, e.g. "adam_step"
+        self.address = function.address
+        self._build = build  # n -> (n, k) int64 array of argument rows
+        self._keep = keep
+        self._args: dict[int, np.ndarray] = {}
+
+    def args(self, n: int) -> np.ndarray:
+        """(chunks, fields) int64, chunks <= n."""
+        a = self._args.get(n)
+        if a is None:
+            a = self._args[n] = np.array(self._build(n), dtype=np.int64)
+        return a
+
+
+class BlasPool:
+    """``gotoblas_pthread`` and the tasks built for it. Use ``get()``."""
+
+    def __init__(self, run, get_num_threads):
+        self._run, self._threads = run, get_num_threads
+        self.max_threads = 8
+
+    def threads(self) -> int:
+        """Threads a call uses now: OpenBLAS's current setting (threadpoolctl's limits are
+        honoured), at most ``max_threads``."""
+        return max(1, min(int(self._threads()), self.max_threads))
+
+    def run(self, task: Task, n: int | None = None) -> None:
+        """The task on n threads (default ``threads()``); returns when every chunk is done.
+        A task split into fewer chunks than n (few rows) uses one thread per chunk."""
+        a = task.args(self.threads() if n is None else n)
+        self._run(a.shape[0], task.address, a.ctypes.data, a.shape[1] * 8)
+
+    # ------------------------------------------------------------------ tasks
+    @staticmethod
+    def _row_ranges(B: int, n: int):
+        step = -(-B // n)
+        return [(lo, min(B, lo + step)) for lo in range(0, B, step)]
+
+    @staticmethod
+    def _column_ranges(H: int, n: int):
+        step = -(-H // n // ALIGN) * ALIGN  # blocks of whole cache lines of a row
+        return [(lo, min(H, lo + step)) for lo in range(0, H, step)]
+
+    def backward_bias(self, dh, dact, db) -> Task:
+        """``fused.backward_bias`` on (B, H) buffers, split by columns."""
+        B, H = dh.shape
+        return Task("backward_bias", _backward_bias_chunk, lambda n: [
+            [dh.ctypes.data, dact.ctypes.data, db.ctypes.data, B, H, lo, hi]
+            for lo, hi in self._column_ranges(H, n)], (dh, dact, db))
+
+    def column_sum(self, g, db) -> Task:
+        """``fused.column_sum`` of a (B, D) buffer, split by columns."""
+        B, D = g.shape
+        return Task("column_sum", _column_sum_chunk, lambda n: [
+            [g.ctypes.data, db.ctypes.data, B, D, lo, hi]
+            for lo, hi in self._column_ranges(D, n)], (g, db))
+
+    def adam(self, theta, grad, m, v, scalars) -> Task:
+        """``fused.adam_step`` over flat float32 buffers; ``scalars`` (7,) float32 holds its
+        seven scalar arguments, written by the caller before each run."""
+        P = theta.shape[0]
+
+        def build(n):
+            step = -(-P // n // ALIGN) * ALIGN
+            rows = []
+            for lo in range(0, P, step):
+                hi = min(P, lo + step)
+                rows.append([x.ctypes.data + 4 * lo for x in (theta, grad, m, v)]
+                            + [hi - lo, scalars.ctypes.data])
+            return rows
+        return Task("adam_step", _adam_chunk, build, (theta, grad, m, v, scalars))
+
+    def bias_act(self, kernel, h, b, dact) -> Task:
+        """``kernel`` (one of fused.bias_<activation>) on (B, H) buffers, split by rows."""
+        B, H = h.shape
+        return Task(kernel.__name__, _BIAS_ACT[kernel], lambda n: [
+            [h.ctypes.data + 4 * lo * H, b.ctypes.data, dact.ctypes.data + 4 * lo * H, hi - lo, H]
+            for lo, hi in self._row_ranges(B, n)], (h, b, dact))
+
+    def bernoulli(self, logits, b, loss) -> Task:
+        """``fused.bernoulli_rows`` on (B, D) buffers, split by rows, each chunk with its own
+        scratch row. Before each run, ``task.call`` (2,) int64 gets x's address and the
+        weight: ``task.call[0] = x.ctypes.data; task.weight[0] = w`` (x C-contiguous float32)."""
+        B, D = logits.shape
+        scratch = np.empty((self.max_threads, D), np.float32)
+        call = np.zeros(2, np.int64)
+        task = Task("bernoulli_rows", _bernoulli_chunk, lambda n: [
+            [logits.ctypes.data + 4 * lo * D, b.ctypes.data, call.ctypes.data,
+             loss.ctypes.data + 4 * lo, scratch[i].ctypes.data, hi - lo, D, lo]
+            for i, (lo, hi) in enumerate(self._row_ranges(B, n))],
+            (logits, b, loss, scratch, call))
+        task.call = call  # [0]: x's address
+        task.weight = call[1:].view(np.float32)[:1]  # [0]: the float32 weight
+        return task
+
+
+_POOL: BlasPool | None | bool = False  # False: not looked for yet
+
+
+def get() -> BlasPool | None:
+    """The process's pool, or None (see the module docstring)."""
+    global _POOL
+    if _POOL is False:
+        found = None if os.environ.get("NUMPYVAE_BLAS_POOL", "1") == "0" else _openblas()
+        _POOL = BlasPool(*found) if found else None
+    return _POOL

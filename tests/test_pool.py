@@ -1,0 +1,142 @@
+"""kernels.pool: float32 kernels run on BLAS's own threads give bitwise the serial results.
+
+Each pooled kernel hands every output element to exactly one chunk, computed by the serial
+kernel, so the results must be identical for any number of threads; a whole training run with
+the pool must equal one without it, parameter for parameter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numpyvae import kernels
+from numpyvae.kernels import pool as blas_pool
+from numpyvae.model import VAE
+
+POOL = blas_pool.get()
+needs_pool = pytest.mark.skipif(POOL is None, reason="no OpenBLAS pthreads pool in this process")
+F32 = np.float32
+
+
+@needs_pool
+@pytest.mark.parametrize("n", [1, 2, 3, 8])
+@pytest.mark.parametrize("P", [16_384, 100_003])
+def test_adam_chunks_are_bitwise_serial(n, P):
+    """(ADAM-1..4) split into n chunks (more than BLAS has threads is allowed: a chunk count
+    above the threads just queues) equals fused.adam_step."""
+    rng = np.random.default_rng(0)
+    theta, grad = rng.standard_normal(P, dtype=F32), rng.standard_normal(P, dtype=F32)
+    m, v = rng.standard_normal(P, dtype=F32), rng.random(P, dtype=F32)
+    s = np.array([0.9, 0.1, 0.999, 0.001, 1.3, 1e-8, 1e-3], F32)
+    ref = [a.copy() for a in (theta, grad, m, v)]
+    kernels.adam_step(*ref, *s)
+    POOL.run(POOL.adam(theta, grad, m, v, s), n=min(n, POOL.threads()))
+    for got, want in zip((theta, m, v), (ref[0], ref[2], ref[3]), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_pool
+@pytest.mark.parametrize("kernel", [kernels.bias_softplus, kernels.bias_tanh, kernels.bias_relu])
+@pytest.mark.parametrize("B", [1, 3, 100])
+def test_bias_activation_rows_are_bitwise_serial(kernel, B):
+    """(DENSE-1) (ACT-1..6) by rows on BLAS's threads equals the serial kernel, also when
+    there are fewer rows than threads."""
+    rng = np.random.default_rng(1)
+    a = (3 * rng.standard_normal((B, 37))).astype(F32)
+    b = rng.standard_normal(37, dtype=F32)
+    h, d, h_ref, d_ref = a.copy(), np.empty_like(a), a.copy(), np.empty_like(a)
+    kernel(h_ref, b, d_ref)
+    POOL.run(POOL.bias_act(kernel, h, b, d))
+    np.testing.assert_array_equal(h, h_ref)
+    np.testing.assert_array_equal(d, d_ref)
+
+
+@needs_pool
+@pytest.mark.parametrize("B", [1, 7, 100])
+def test_bernoulli_rows_and_column_sum_are_bitwise_the_fused_kernel(B):
+    """(BER-2) (BER-3) (DENSE-3) rows on BLAS's threads, then column_sum, equals
+    bernoulli_loss_grad: same loss per example, same gradient, same bias gradient."""
+    rng = np.random.default_rng(2)
+    logits = (4 * rng.standard_normal((B, 50))).astype(F32)
+    x = (rng.random((B, 50)) < 0.3).astype(F32)
+    b = rng.standard_normal(50, dtype=F32)
+    w = F32(1.0 / B)
+    g_ref, loss_ref, db_ref = logits.copy(), np.empty(B, F32), np.empty(50, F32)
+    kernels.bernoulli_loss_grad(g_ref, b, x, w, loss_ref, db_ref, np.empty(50, F32))
+    g, loss, db = logits.copy(), np.empty(B, F32), np.empty(50, F32)
+    task = POOL.bernoulli(g, b, loss)
+    task.call[0] = x.ctypes.data
+    task.weight[0] = w
+    POOL.run(task)
+    kernels.column_sum(g, db)
+    np.testing.assert_array_equal(g, g_ref)
+    np.testing.assert_array_equal(loss, loss_ref)
+    np.testing.assert_array_equal(db, db_ref)
+
+
+@needs_pool
+@pytest.mark.parametrize("activation", ["softplus", "tanh"])
+def test_training_with_the_pool_is_bitwise_training_without(activation):
+    """Ten Adam steps of the seed model (batch 100, float32), pool against serial: the same
+    losses and the same 1.3 M parameters, bit for bit."""
+    X = (np.random.default_rng(0).random((100, 784)) < 0.2).astype(F32)
+    pooled = VAE(backend="numba", seed=0, activation=activation)
+    serial = VAE(backend="numba", seed=0, activation=activation)
+    assert pooled.engine.pool is POOL and pooled.optimizer.pool is POOL
+    serial.engine.pool = serial.optimizer.pool = None
+    for _ in range(10):
+        assert pooled.step(X) == serial.step(X)
+    np.testing.assert_array_equal(pooled.params.flat, serial.params.flat)
+    np.testing.assert_array_equal(pooled.optimizer.m, serial.optimizer.m)
+
+
+def test_float64_never_pools():
+    """Gradient checks run in float64: those kernels stay serial (the trampolines are float32)."""
+    vae = VAE(backend="numba", seed=0, dtype="float64", n_input=20, hidden=(8,), n_latent=2)
+    assert vae.engine.pool is None and vae.optimizer.pool is None
+
+
+def test_switch_off_and_one_thread_give_serial_engines():
+    """NUMPYVAE_BLAS_POOL=0 switches the pool off; with one BLAS thread a pooled call runs on
+    the caller alone. Both train to the same parameters as the default."""
+    code = (
+        "import numpy as np, hashlib\n"
+        "from numpyvae.model import VAE\n"
+        "from numpyvae.kernels import pool\n"
+        "X = (np.random.default_rng(0).random((100, 784)) < 0.2).astype(np.float32)\n"
+        "v = VAE(backend='numba', seed=0)\n"
+        "for _ in range(3): v.step(X)\n"
+        "p = pool.get()\n"
+        "print(p is None, p.threads() if p else 0,"
+        " hashlib.sha256(v.params.flat.tobytes()).hexdigest())\n")
+
+    def run(**env):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                             check=True, capture_output=True, text=True).stdout.split()
+        return out[0] == "True", int(out[1]), out[2]
+
+    off, _, digest_off = run(NUMPYVAE_BLAS_POOL="0")
+    assert off
+    none, threads, digest_one = run(OPENBLAS_NUM_THREADS="1")
+    assert none or threads == 1
+    _, _, digest = run()
+    assert digest_off == digest_one == digest
+
+
+def test_a_copied_model_finds_its_own_pool_and_trains_the_same():
+    """deepcopy and pickle drop the BLAS handle (ctypes pointers cannot be copied) and the
+    copy attaches the pool again: both then take the same steps, bit for bit."""
+    import copy
+    import pickle
+
+    X = (np.random.default_rng(0).random((100, 784)) < 0.2).astype(F32)
+    vae = VAE(backend="numba", seed=0)
+    vae.step(X)
+    for twin in (copy.deepcopy(vae), pickle.loads(pickle.dumps(vae))):
+        assert twin.optimizer.pool is POOL
+        assert twin.step(X) == copy.deepcopy(vae).step(X)
