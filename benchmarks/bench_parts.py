@@ -9,7 +9,8 @@ Prints Markdown tables (see benchmarks/README.md, "The parts, and their floors")
    and the ways that fight BLAS (Numba ``parallel=True``, a Python thread); each against its
    floor, a kernel with the same loads and stores and no arithmetic. Timed as in a step: right
    after a matrix product (BLAS's worker is spinning) with the buffers pushed out of cache.
-2. Every elementwise kernel of a step at batch 100 and 512: serial and pooled, and ns per value.
+2. Every elementwise kernel of a step at batch 100 and 512: serial and pooled (backward_bias and
+   column_sum split by columns, as the package does not), and ns per value.
 3. What a call costs: a Python call, a Numba call, ``np.matmul(out=)`` of a tiny product, a
    pooled call with nothing to do.
 4. The two latent heads: two 500 -> 20 products against one 500 -> 40, forward and backward.
@@ -146,6 +147,35 @@ def adam_table(reps: int) -> list[tuple[str, float]]:
 
 
 # --------------------------------------------------------------------------- kernels of a step
+# Split by columns: what the package does NOT do (slower: a 2000-byte row puts a cache line
+# across the boundary in most rows). Defined here only to show that.
+@cfunc(_ARGS, nogil=True, error_model="numpy", cache=False)
+def _backward_bias_columns(a):
+    B, H, lo, hi = a[3], a[4], a[5], a[6]
+    kernels.backward_bias(carray(_f32(a[0]), (B, H))[:, lo:hi],
+                          carray(_f32(a[1]), (B, H))[:, lo:hi], carray(_f32(a[2]), (H,))[lo:hi])
+
+
+@cfunc(_ARGS, nogil=True, error_model="numpy", cache=False)
+def _column_sum_columns(a):
+    B, D, lo, hi = a[2], a[3], a[4], a[5]
+    kernels.column_sum(carray(_f32(a[0]), (B, D))[:, lo:hi], carray(_f32(a[1]), (D,))[lo:hi])
+
+
+def column_task(name, function, g, dact, db):
+    """A pooled call of ``function`` on blocks of whole cache lines of a row."""
+    B, H = g.shape
+
+    def build(n):
+        step = -(-H // n // blas_pool.ALIGN) * blas_pool.ALIGN
+        ranges = [(lo, min(H, lo + step)) for lo in range(0, H, step)]
+        if dact is None:
+            return [[g.ctypes.data, db.ctypes.data, B, H, lo, hi] for lo, hi in ranges]
+        return [[g.ctypes.data, dact.ctypes.data, db.ctypes.data, B, H, lo, hi]
+                for lo, hi in ranges]
+    return blas_pool.Task(name, function, build, (g, dact, db))
+
+
 def step_kernels(B: int, reps: int) -> list[tuple[str, int, float, float | None]]:
     """(kernel, values, serial seconds, pooled seconds) for the kernels of one step."""
     rng = np.random.default_rng(0)
@@ -179,9 +209,9 @@ def step_kernels(B: int, reps: int) -> list[tuple[str, int, float, float | None]
     pooled = {}
     if pool is not None:
         t_act = pool.bias_act(kernels.bias_softplus, h, b, d)
-        t_bb = pool.backward_bias(h, d, db)
+        t_bb = column_task("backward_bias", _backward_bias_columns, h, d, db)
         t_bern = pool.bernoulli(lg, bo, loss)
-        t_sum = pool.column_sum(lg, dbo)
+        t_sum = column_task("column_sum", _column_sum_columns, lg, None, dbo)
         t_bern.call[0] = x.ctypes.data
         t_bern.weight[0] = w
         pooled = {"bias_softplus": lambda: pool.run(t_act),

@@ -129,32 +129,21 @@ def backward_bias(dh, dact, db):
 def bernoulli_loss_grad(logits, b, x, inv_b, loss, db, tmp):
     """Fuses the bias add, ops.bce_with_logits_forward and ops.bce_with_logits_backward with
     dloss = 1/B, and dense_backward's bias gradient: (DENSE-1) (BER-2) (BER-3) (ELBO-3)
-    (DENSE-3). One pass over the (B, D) logits, one exp(-|a|) per pixel.
+    (DENSE-3). One pass over the (B, D) logits (``bernoulli_rows``, one exp(-|a|) per pixel),
+    then their column sums (``column_sum``).
 
     logits (B, D): in, h @ W; out, dL/da = (sigma(a) - x) / B with a = h @ W + b.
     x (B, D) targets in [0, 1]. inv_b: 1/B in the array's dtype. loss (B,): out, -log p(x|z)
     per example (nats). db (D,): out, bias gradient. tmp (D,): scratch for the row's terms.
     """
-    one, zero = logits.dtype.type(1.0), logits.dtype.type(0.0)
-    db[:] = 0
-    for i in range(logits.shape[0]):
-        for j in range(logits.shape[1]):
-            a = logits[i, j] + b[j]  # (DENSE-1)
-            e = vexp(-abs(a))
-            xi = x[i, j]
-            tmp[j] = (a if a > zero else zero) - xi * a + vlog1p(e)  # (BER-2)
-            g = inv_b * ((one if a >= zero else e) / (one + e) - xi)  # (BER-3) (ELBO-3)
-            logits[i, j] = g
-            db[j] += g  # (DENSE-3)
-        loss[i] = _row_sum(tmp)
+    bernoulli_rows(logits, b, x, inv_b, loss, tmp)
+    column_sum(logits, db)  # (DENSE-3)
 
 
 @njit(**JIT_FMA)
 def bernoulli_rows(logits, b, x, inv_b, loss, tmp):
-    """``bernoulli_loss_grad`` without the bias gradient: each row on its own, so that rows can
-    be split between threads (``pool``); ``column_sum`` of the result is then the bias
-    gradient, added in the same order, so the pair is bitwise ``bernoulli_loss_grad``.
-    (DENSE-1) (BER-2) (BER-3) (ELBO-3)."""
+    """Loss and gradient of ``bernoulli_loss_grad``, each row on its own, so that rows can be
+    split between threads (``pool``): (DENSE-1) (BER-2) (BER-3) (ELBO-3)."""
     one, zero = logits.dtype.type(1.0), logits.dtype.type(0.0)
     for i in range(logits.shape[0]):
         for j in range(logits.shape[1]):

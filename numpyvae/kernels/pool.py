@@ -16,7 +16,8 @@ arrays from raw pointers and call the serial kernels of ``fused.py`` on them.
 Every pooled kernel gives each output element to exactly one chunk, computed by the same serial
 kernel: results are bitwise those of the serial path, for any number of threads (checked by
 ``tests/test_pool.py``). Column sums, which would add in another order if split by rows, are a
-separate serial pass (``column_sum``), in the serial kernels' order.
+separate serial pass (``column_sum``), in the serial kernels' order. (Split by columns instead,
+they were slower: ``benchmarks/bench_parts.py``.)
 
 ``get()`` returns the pool, or None where it cannot work (no OpenBLAS, an OpenMP or Windows
 build without the symbol, one BLAS thread) or is switched off (``NUMPYVAE_BLAS_POOL=0``); the
@@ -32,15 +33,7 @@ import numpy as np
 from numba import carray, cfunc, types
 from numba.extending import intrinsic
 
-from .fused import (
-    adam_step,
-    backward_bias,
-    bernoulli_rows,
-    bias_relu,
-    bias_softplus,
-    bias_tanh,
-    column_sum,
-)
+from .fused import adam_step, bernoulli_rows, bias_relu, bias_softplus, bias_tanh
 
 MIN_POOLED = 16_384  # values below which a kernel runs serially (the hand-off costs ~5 us)
 ALIGN = 16  # chunk boundaries of flat buffers, in float32 values: one 64-byte cache line
@@ -48,24 +41,20 @@ _ARGS = types.void(types.CPointer(types.int64))  # every trampoline: void f(int6
 _TRAMPOLINE = {"nogil": True, "error_model": "numpy", "cache": True}
 
 
-@intrinsic
-def _f32(typingctx, address):
-    """An int64 address as a float32 pointer (what carray needs)."""
-    sig = types.CPointer(types.float32)(types.int64)
+def _pointer_from(element):
+    """An intrinsic turning an int64 address into a pointer to ``element`` (what carray
+    needs)."""
+    @intrinsic
+    def cast(typingctx, address):
+        sig = types.CPointer(element)(types.int64)
 
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+        return sig, codegen
+    return cast
 
 
-@intrinsic
-def _i64(typingctx, address):
-    """An int64 address as an int64 pointer."""
-    sig = types.CPointer(types.int64)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-    return sig, codegen
+_f32, _i64 = _pointer_from(types.float32), _pointer_from(types.int64)
 
 
 # =========================================================================== trampolines
@@ -105,23 +94,6 @@ def _bernoulli_chunk(a):
     weight = carray(_f32(a[2] + 8), (1,))[0]
     bernoulli_rows(carray(_f32(a[0]), (rows, D)), carray(_f32(a[1]), (D,)), x, weight,
                    carray(_f32(a[3]), (rows,)), carray(_f32(a[4]), (D,)))
-
-
-@cfunc(_ARGS, **_TRAMPOLINE)
-def _backward_bias_chunk(a):
-    """a = [dh, dact, db, B, H, first column, last column]: ``fused.backward_bias`` on a block
-    of columns (ACT-*) (DENSE-3); each column's sum runs over the rows in the serial order."""
-    B, H, lo, hi = a[3], a[4], a[5], a[6]
-    backward_bias(carray(_f32(a[0]), (B, H))[:, lo:hi], carray(_f32(a[1]), (B, H))[:, lo:hi],
-                  carray(_f32(a[2]), (H,))[lo:hi])
-
-
-@cfunc(_ARGS, **_TRAMPOLINE)
-def _column_sum_chunk(a):
-    """a = [g, db, B, D, first column, last column]: ``fused.column_sum`` on a block of
-    columns (DENSE-3)."""
-    B, D, lo, hi = a[2], a[3], a[4], a[5]
-    column_sum(carray(_f32(a[0]), (B, D))[:, lo:hi], carray(_f32(a[1]), (D,))[lo:hi])
 
 
 # =========================================================================== the pool
@@ -192,25 +164,6 @@ class BlasPool:
     def _row_ranges(B: int, n: int):
         step = -(-B // n)
         return [(lo, min(B, lo + step)) for lo in range(0, B, step)]
-
-    @staticmethod
-    def _column_ranges(H: int, n: int):
-        step = -(-H // n // ALIGN) * ALIGN  # blocks of whole cache lines of a row
-        return [(lo, min(H, lo + step)) for lo in range(0, H, step)]
-
-    def backward_bias(self, dh, dact, db) -> Task:
-        """``fused.backward_bias`` on (B, H) buffers, split by columns."""
-        B, H = dh.shape
-        return Task("backward_bias", _backward_bias_chunk, lambda n: [
-            [dh.ctypes.data, dact.ctypes.data, db.ctypes.data, B, H, lo, hi]
-            for lo, hi in self._column_ranges(H, n)], (dh, dact, db))
-
-    def column_sum(self, g, db) -> Task:
-        """``fused.column_sum`` of a (B, D) buffer, split by columns."""
-        B, D = g.shape
-        return Task("column_sum", _column_sum_chunk, lambda n: [
-            [g.ctypes.data, db.ctypes.data, B, D, lo, hi]
-            for lo, hi in self._column_ranges(D, n)], (g, db))
 
     def adam(self, theta, grad, m, v, scalars) -> Task:
         """``fused.adam_step`` over flat float32 buffers; ``scalars`` (7,) float32 holds its
