@@ -22,6 +22,7 @@ written by BLAS's other thread and had to move between the cores.)
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -60,6 +61,8 @@ class _Workspace:
         self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
         self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
         self.tasks: dict = {}  # pooled kernel calls on these buffers (kernels.pool.Task)
+        self.ones: _Ones | None = None  # where 0/1 data is 1 (DENSE-5), made on first use
+        self.x_is_binary = False  # the last forward pass took the first layer from x's ones
         self.x: np.ndarray | None = None  # copies of inputs that arrive non-contiguous or cast
         self.eps: np.ndarray | None = None
         self.w: np.ndarray | None = None  # k samples: each decoder row's gradient weight
@@ -67,6 +70,19 @@ class _Workspace:
 
     def second_of(self, shape) -> np.ndarray:
         return self.second[: shape[0] * shape[1]].reshape(shape)
+
+
+class _Ones:
+    """The ones of a (B, D) batch of 0/1 data, each row's positions in ``cols[i, :counts[i]]``
+    (``kernels.binary_rows``), and the scratch of ``kernels.binary_weight_grad`` for up to
+    ``chunks`` threads (DENSE-5)."""
+
+    def __init__(self, B: int, D: int, chunks: int):
+        self.cols, self.counts = np.empty((B, D), np.int32), np.empty(B, np.int64)
+        self.flags = np.ones(chunks, np.int64)  # pooled: 1 where a chunk's rows were 0/1
+        self.starts = np.empty((chunks, B), np.int64)
+        self.ptr = np.empty(D + chunks, np.int64)
+        self.rows = np.empty(B * D, np.int32)
 
 
 class _Dense:
@@ -112,6 +128,9 @@ class FastEngine:
         # float32 kernels run on BLAS's own threads where that works (kernels/pool.py); the
         # results are bitwise the serial ones. None: every kernel serial.
         self.pool = blas_pool.get() if self.dtype == np.float32 else None
+        # 0/1 data: the first layer's two products as sums of rows (DENSE-5), checked every
+        # batch (other data takes BLAS). NUMPYVAE_BINARY_INPUT=0 or False: always BLAS.
+        self.binary_input = os.environ.get("NUMPYVAE_BINARY_INPUT", "1") != "0"
         self.gaussian = layout.gaussian
 
         def dense(layers):
@@ -189,9 +208,43 @@ class FastEngine:
             h = out
         return h
 
+    def _encoder_hidden(self, x, ws: _Workspace):
+        """The encoder's hidden layers (``_hidden``), the first one from x's ones if x is 0/1
+        (``ws.x_is_binary``); returns the last activation."""
+        ws.x_is_binary = self._binary_first_layer(x, ws)
+        if ws.x_is_binary:
+            return self._hidden(ws.enc_h[0], self.enc[1:], ws.enc_h[1:], ws.enc_d[1:], ws.tasks)
+        return self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
+
+    def _binary_first_layer(self, x, ws: _Workspace) -> bool:
+        """If x is 0/1: the first layer's activation and derivative into ``ws.enc_h[0]``,
+        ``ws.enc_d[0]``, with x W summed from the rows of W at x's ones (DENSE-5) instead of a
+        product, and True. Else (or switched off) False, with nothing done."""
+        if (not self.binary_input or not self.enc or x.dtype != self.dtype
+                or not x.flags.c_contiguous):
+            return False
+        layer, h, dact = self.enc[0], ws.enc_h[0], ws.enc_d[0]
+        if ws.ones is None:
+            ws.ones = _Ones(*x.shape, self.pool.max_threads if self.pool else 1)
+        ones = ws.ones
+        if self.pool is None or h.size < blas_pool.MIN_POOLED:
+            if not kernels.binary_rows(x, ones.cols, ones.counts):
+                return False
+            kernels.BINARY_BIAS_ACT[self.activate](layer.W, ones.cols, ones.counts, layer.b, h,
+                                                   dact)
+            return True
+        task = ws.tasks.get("binary_act")  # the same, rows split between BLAS's threads
+        if task is None:
+            task = ws.tasks["binary_act"] = self.pool.binary_act(
+                self.activate, layer.W, layer.b, h, dact, ones.cols, ones.counts, ones.flags)
+        ones.flags.fill(1)
+        task.call[0] = x.ctypes.data
+        self.pool.run(task)
+        return bool(ones.flags.all())
+
     def _forward(self, x, eps, ws: _Workspace, head_bias_grads) -> None:
         """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
-        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
+        h = self._encoder_hidden(x, ws)
         np.matmul(h, self.mu.W, out=ws.mu)
         np.matmul(h, self.logvar.W, out=ws.logvar)
         kernels.latent_forward(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps,
@@ -277,10 +330,27 @@ class FastEngine:
         for i in reversed(range(len(self.enc))):
             layer, dh = self.enc[i], ws.enc_h[i]
             kernels.backward_bias(dh, ws.enc_d[i], layer.gb)
-            h_in = ws.enc_h[i - 1] if i > 0 else x
-            np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
+            if i == 0 and ws.x_is_binary:
+                self._binary_weight_grad(dh, layer, ws)  # (DENSE-5)
+            else:
+                h_in = ws.enc_h[i - 1] if i > 0 else x
+                np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             if i > 0:  # the first layer needs no dL/dx
                 np.matmul(dh, layer.WT, out=ws.enc_h[i - 1])  # (DENSE-4)
+
+    def _binary_weight_grad(self, g, layer: _Dense, ws: _Workspace) -> None:
+        """The first layer's x^T g for 0/1 x: row p of dW sums the rows of g = dL/da of the
+        examples whose pixel p is 1 (DENSE-5), from the ones the forward pass listed."""
+        ones = ws.ones
+        if self.pool is None or g.size < blas_pool.MIN_POOLED:
+            kernels.binary_weight_grad(g, ones.cols, ones.counts, 0, layer.W.shape[0], layer.gW,
+                                       ones.starts[0], ones.ptr, ones.rows)
+            return
+        task = ws.tasks.get("binary_grad")  # the same, pixels split between BLAS's threads
+        if task is None:
+            task = ws.tasks["binary_grad"] = self.pool.binary_grad(
+                g, ones.cols, ones.counts, layer.gW, ones.starts, ones.ptr, ones.rows)
+        self.pool.run(task)
 
     # ------------------------------------------------------------------ k samples per x
     def _forward_backward_k(self, X, eps, beta: float) -> tuple[float, float, float]:
@@ -305,7 +375,7 @@ class FastEngine:
             wk.w = np.empty(k * B, self.dtype)
             wk.ratio = np.empty(k * B, self.dtype)
         # encoder and the k samples of z
-        h = self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
+        h = self._encoder_hidden(x, ws)
         np.matmul(h, self.mu.W, out=ws.mu)
         np.matmul(h, self.logvar.W, out=ws.logvar)
         kernels.latent_forward_k(ws.mu, ws.logvar, self.mu.b, self.logvar.b, eps, wk.z,

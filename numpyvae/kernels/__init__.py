@@ -2,11 +2,20 @@
 
     fused.py     the training step's kernels (bias + activation, losses, latent layer, Adam)
     ksample.py   the k-sample objectives' latent layer and importance weights (IWAE)
+    binary.py    the first layer's products on 0/1 data, as sums of rows
     vmath.py     vectorisable float32 exp / log1p / tanh used inside them
     pool.py      running them on BLAS's own threads (gotoblas_pthread)
     teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
 """
 
+from .binary import (
+    BINARY_BIAS_ACT,
+    binary_bias_relu,
+    binary_bias_softplus,
+    binary_bias_tanh,
+    binary_rows,
+    binary_weight_grad,
+)
 from .fused import (
     adam_step,
     backward_bias,
@@ -27,6 +36,8 @@ from .teaching import matmul
 from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
+    "BINARY_BIAS_ACT", "binary_bias_relu", "binary_bias_softplus", "binary_bias_tanh",
+    "binary_rows", "binary_weight_grad",
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
     "bias_tanh", "bernoulli_rows", "column_sum", "gaussian_floor_loss_grad",
     "gaussian_loss_grad", "iwae_weights",

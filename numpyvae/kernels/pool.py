@@ -33,6 +33,7 @@ import numpy as np
 from numba import carray, cfunc, types
 from numba.extending import intrinsic
 
+from .binary import BINARY_BIAS_ACT, binary_rows, binary_weight_grad
 from .fused import adam_step, bernoulli_rows, bias_relu, bias_softplus, bias_tanh
 
 MIN_POOLED = 16_384  # values below which a kernel runs serially (the hand-off costs ~5 us)
@@ -54,7 +55,7 @@ def _pointer_from(element):
     return cast
 
 
-_f32, _i64 = _pointer_from(types.float32), _pointer_from(types.int64)
+_f32, _i32, _i64 = (_pointer_from(t) for t in (types.float32, types.int32, types.int64))
 
 
 # =========================================================================== trampolines
@@ -94,6 +95,41 @@ def _bernoulli_chunk(a):
     weight = carray(_f32(a[2] + 8), (1,))[0]
     bernoulli_rows(carray(_f32(a[0]), (rows, D)), carray(_f32(a[1]), (D,)), x, weight,
                    carray(_f32(a[3]), (rows,)), carray(_f32(a[4]), (D,)))
+
+
+def _binary_act_trampoline(kernel):
+    binary_bias_act = BINARY_BIAS_ACT[kernel]
+
+    @cfunc(_ARGS, **_TRAMPOLINE)
+    def chunk(a):
+        """a = [call, W, b, h, dact, cols, counts, flag, rows, D, H, first row]: on this chunk's
+        rows of x, ``binary.binary_rows`` then ``binary.binary_bias_<activation>`` (DENSE-5)
+        (DENSE-1) (ACT-*). ``call`` points at x's address, written by the caller before each
+        run; ``flag`` gets 1 if the rows were 0/1 (and h, dact are done), else 0."""
+        rows, D, H = a[8], a[9], a[10]
+        x = carray(_f32(carray(_i64(a[0]), (1,))[0] + 4 * a[11] * D), (rows, D))
+        cols, counts = carray(_i32(a[5]), (rows, D)), carray(_i64(a[6]), (rows,))
+        flag = carray(_i64(a[7]), (1,))
+        flag[0] = 0
+        if binary_rows(x, cols, counts):
+            binary_bias_act(carray(_f32(a[1]), (D, H)), cols, counts, carray(_f32(a[2]), (H,)),
+                            carray(_f32(a[3]), (rows, H)), carray(_f32(a[4]), (rows, H)))
+            flag[0] = 1
+    return chunk
+
+
+_BINARY_ACT = {kernel: _binary_act_trampoline(kernel) for kernel in BINARY_BIAS_ACT}
+
+
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _binary_grad_chunk(a):
+    """a = [g, cols, counts, dW, starts, ptr, rows, B, D, H, lo, hi]:
+    ``binary.binary_weight_grad`` for the pixels lo..hi-1 (DENSE-5), with this chunk's scratch."""
+    B, D, H, lo, hi = a[7], a[8], a[9], a[10], a[11]
+    binary_weight_grad(carray(_f32(a[0]), (B, H)), carray(_i32(a[1]), (B, D)),
+                       carray(_i64(a[2]), (B,)), lo, hi, carray(_f32(a[3]), (D, H)),
+                       carray(_i64(a[4]), (B,)), carray(_i64(a[5]), (hi - lo + 1,)),
+                       carray(_i32(a[6]), (B * (hi - lo),)))
 
 
 # =========================================================================== the pool
@@ -202,6 +238,35 @@ class BlasPool:
         task.call = call  # [0]: x's address
         task.weight = call[1:].view(np.float32)[:1]  # [0]: the float32 weight
         return task
+
+
+    def binary_act(self, kernel, W, b, h, dact, cols, counts, flags) -> Task:
+        """``binary.binary_rows`` + ``binary.binary_bias_<activation>`` on (B, D) 0/1 rows of x,
+        split by rows; chunk i reports in flags[i] (1: its rows were 0/1). Before each run:
+        ``task.call[0] = x.ctypes.data`` (x C-contiguous float32)."""
+        B, H = h.shape
+        D = W.shape[0]
+        call = np.zeros(1, np.int64)
+        task = Task(f"binary_{kernel.__name__}", _BINARY_ACT[kernel], lambda n: [
+            [call.ctypes.data, W.ctypes.data, b.ctypes.data, h.ctypes.data + 4 * lo * H,
+             dact.ctypes.data + 4 * lo * H, cols.ctypes.data + 4 * lo * D,
+             counts.ctypes.data + 8 * lo, flags.ctypes.data + 8 * i, hi - lo, D, H, lo]
+            for i, (lo, hi) in enumerate(self._row_ranges(B, n))],
+            (W, b, h, dact, cols, counts, flags, call))
+        task.call = call
+        return task
+
+    def binary_grad(self, g, cols, counts, dW, starts, ptr, rows) -> Task:
+        """``binary.binary_weight_grad`` into dW (D, H), split by pixels (rows of dW). Scratch:
+        starts (>= n, B) int64, ptr (>= D + n,) int64, rows (>= B D,) int32."""
+        B, H = g.shape
+        D = dW.shape[0]
+        return Task("binary_weight_grad", _binary_grad_chunk, lambda n: [
+            [g.ctypes.data, cols.ctypes.data, counts.ctypes.data, dW.ctypes.data,
+             starts[i].ctypes.data, ptr.ctypes.data + 8 * (lo + i),
+             rows.ctypes.data + 4 * B * lo, B, D, H, lo, hi]
+            for i, (lo, hi) in enumerate(self._row_ranges(D, n))],
+            (g, cols, counts, dW, starts, ptr, rows))
 
 
 _POOL: BlasPool | None | bool = False  # False: not looked for yet
