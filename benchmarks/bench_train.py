@@ -231,61 +231,107 @@ class _Timed:
         return timed
 
 
+def record_products(vae, X) -> list:
+    """The matrix products of one ``vae.step(X)``: (args, out) of every np.matmul, in order."""
+    record: list = []
+    orig_np = fast.np
+    fast.np = _Timed(np, {"matmul": "matmul"}, {"matmul": 0.0}, record)
+    try:
+        vae.step(X)
+    finally:
+        fast.np = orig_np
+    return record
+
+
+def replay(calls, steps: int) -> float:
+    """Seconds per step of ``calls`` (from ``record_products``) replayed back to back."""
+    t = time.perf_counter()
+    for _ in range(steps):
+        for args, out in calls:
+            np.matmul(*args, out=out)
+    return (time.perf_counter() - t) / steps
+
+
 def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
-    """Seconds per step in matmul / elementwise kernels / optimiser / the rest, by timing every
-    call inside real steps; and the same step's products replayed alone, alternating."""
+    """Seconds per step in matmul / first-layer sums / elementwise kernels / optimiser / the
+    rest, by timing every call inside real steps; a real step's time without the timing
+    wrappers; and the step's products replayed alone, all alternating within each pass.
+
+    With binarised batches the first layer's two products are sums of rows (DENSE-5), so a
+    step makes 18 BLAS products. "dense" replays the 20 that the same step makes with
+    ``binary_input`` off, all in BLAS: the products of the model as PyTorch computes it.
+    """
     batches = mnist_batches(B, 10)
     vae = VAE(**SEED, backend="numba", seed=0)
-    vae.step(batches[0])
-    totals = dict.fromkeys(["matmul", "elementwise", "optimiser"], 0.0)
-    record: list = []
+    engine = vae.engine
+    engine.binary_input = False
+    dense_calls = record_products(vae, batches[0])
+    engine.binary_input = True
+    calls = record_products(vae, batches[0])  # one step's products, replayed below
+    totals = dict.fromkeys(["matmul", "binary", "elementwise", "optimiser"], 0.0)
     kernel_names = {name: "elementwise" for name in dir(kernels)
                     if hasattr(getattr(kernels, name), "py_func")}  # the Numba kernels
+    kernel_names.update({name: "binary" for name in kernel_names if name.startswith("binary")})
     kernel_names["adam_step"] = "optimiser"
-    orig_np, orig_kernels, orig_act = fast.np, fast.kernels, vae.engine.activate
-    fast.np = _Timed(np, {"matmul": "matmul", "add": "elementwise"}, totals, record)
-    fast.kernels = _Timed(kernels, kernel_names, totals)
-    vae.engine.activate = _Timed(kernels, {orig_act.__name__: "elementwise"}, totals).__getattr__(
+    timed_np = _Timed(np, {"matmul": "matmul", "add": "elementwise"}, totals)
+    timed_kernels = _Timed(kernels, kernel_names, totals)
+    orig_np, orig_kernels = fast.np, fast.kernels
+    orig_act, orig_binary = engine.activate, engine.binary_activate
+    timed_act = _Timed(kernels, {orig_act.__name__: "elementwise"}, totals).__getattr__(
         orig_act.__name__)
-    pool = vae.engine.pool  # kernels on BLAS's threads: one call per pooled kernel
-    if pool is not None:
-        orig_run = pool.run
+    timed_binary = _Timed(kernels, {orig_binary.__name__: "binary"}, totals).__getattr__(
+        orig_binary.__name__)
+    pool = engine.pool  # kernels on BLAS's threads: one call per pooled kernel
+    orig_run = pool.run if pool is not None else None
 
-        def timed_run(task, n=None):
-            t = time.perf_counter()
-            orig_run(task, n)
-            totals["optimiser" if task.name == "adam_step" else "elementwise"] += (
-                time.perf_counter() - t)
-        pool.run = timed_run
+    def timed_run(task, n=None):
+        t = time.perf_counter()
+        orig_run(task, n)
+        group = ("optimiser" if task.name == "adam_step" else
+                 "binary" if task.name.startswith("binary") else "elementwise")
+        totals[group] += time.perf_counter() - t
+
+    def wrap(on: bool) -> None:
+        fast.np, fast.kernels = (timed_np, timed_kernels) if on else (orig_np, orig_kernels)
+        engine.activate = timed_act if on else orig_act
+        engine.binary_activate = timed_binary if on else orig_binary
+        if pool is not None:
+            if on:
+                pool.run = timed_run
+            elif "run" in pool.__dict__:
+                del pool.run  # back to the class's method
+
+    def run_steps() -> float:
+        t = time.perf_counter()
+        for i in range(steps):
+            vae.step(batches[i % len(batches)])
+        return (time.perf_counter() - t) / steps
+
+    wrapped, real, alone, dense, passes_parts = [], [], [], [], []
     try:
-        vae.step(batches[0])
-        calls = list(record)  # one step's products, replayed below
-        step_times, replay_times, passes_parts = [], [], []
         for _ in range(passes):
             for key in totals:
                 totals[key] = 0.0
-            record.clear()
-            t = time.perf_counter()
-            for i in range(steps):
-                vae.step(batches[i % len(batches)])
-            step_times.append((time.perf_counter() - t) / steps)
+            wrap(True)
+            wrapped.append(run_steps())
+            wrap(False)
             parts = {key: v / steps for key, v in totals.items()}
-            parts["other"] = step_times[-1] - sum(parts.values())
+            parts["other"] = wrapped[-1] - sum(parts.values())
             passes_parts.append(parts)
-            t = time.perf_counter()
-            for _ in range(steps):
-                for args, out in calls:
-                    np.matmul(*args, out=out)
-            replay_times.append((time.perf_counter() - t) / steps)
+            real.append(run_steps())
+            alone.append(replay(calls, steps))
+            dense.append(replay(dense_calls, steps))
     finally:
-        fast.np, fast.kernels, vae.engine.activate = orig_np, orig_kernels, orig_act
-        if pool is not None:
-            del pool.run  # back to the class's method
+        wrap(False)
     split = {key: statistics.median(p[key] for p in passes_parts) for key in passes_parts[0]}
-    split["step"] = statistics.median(step_times)
-    split["matmul_alone"] = statistics.median(replay_times)
-    split["step_over_matmul"] = ratio(step_times, replay_times)[0]  # within each pass
-    split["n_matmul"] = len(calls)
+    split["step_timed"] = statistics.median(wrapped)
+    split["step"] = statistics.median(real)
+    split["matmul_alone"] = statistics.median(alone)
+    split["dense_alone"] = statistics.median(dense)
+    split["step_over_matmul"] = ratio(real, alone)  # within each pass: median, min, max
+    split["step_over_dense"] = ratio(real, dense)
+    split["n_matmul"], split["n_dense"] = len(calls), len(dense_calls)
+    split["binary"] = split["binary"] if engine._workspaces[B].x_is_binary else float("nan")
     return split
 
 
@@ -327,12 +373,19 @@ total = 0.0
 for x in iterate_batches(images, B, rng=rng, binarize="dynamic"):
     total += vae.step(x)[0] * len(x)
 seconds = time.perf_counter() - t
+sys.path.insert(0, sys.argv[3])  # benchmarks/: the same replay as the time split
+import bench_train
+alone = []  # the step's products replayed alone, 600 steps' worth, in this same process
+for binary in (True, False):  # the step's own 18 products; all 20 in BLAS (no DENSE-5)
+    vae.engine.binary_input = binary
+    calls = bench_train.record_products(vae, x)
+    alone.append(bench_train.replay(calls, 600) * 600)
 try:  # this process's own peak; ru_maxrss would include the parent's RSS at fork (Linux exec)
     with open("/proc/self/status") as f:
         peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
 except OSError:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(seconds, peak_kb, total / len(images))
+print(seconds, peak_kb, total / len(images), *alone)
 """
 
 
@@ -358,9 +411,10 @@ def first_step_latency(warm_runs: int) -> dict[str, float]:
 
 def epoch_run(B: int, cache_dir: str) -> dict[str, float]:
     mnist = ROOT.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
-    _, out = run_child(EPOCH, cache_dir, B, mnist)
-    seconds, maxrss_kb, loss = out.split()
-    return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024, "loss": float(loss)}
+    _, out = run_child(EPOCH, cache_dir, B, mnist, Path(__file__).resolve().parent)
+    seconds, maxrss_kb, loss, alone, dense = out.split()
+    return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024, "loss": float(loss),
+            "products_alone": float(alone), "dense_alone": float(dense)}
 
 
 def _gflops(f, flop: float, reps: int) -> float:
@@ -470,16 +524,25 @@ def main(argv=None) -> dict:
               f"eps) differ by {res['torch_same_model_rel_diff']:.1e} relative.")
 
     print("\n## Where a numba training step goes (ms per step, median)\n")
-    print("| batch | step | matmul | elementwise kernels | Adam | other (Python, eps) | "
-          "matmuls replayed alone | step / matmul alone |\n|---|---|---|---|---|---|---|---|")
+    print("Binarised batches: the first layer's two products are sums of rows (DENSE-5, "
+          "column *0/1 sums*), so a step makes 18 BLAS products; *all in BLAS* replays the 20 "
+          "products the same step makes with those sums switched off. Times of the parts "
+          "come from steps with a timing wrapper around every call (*timed step*); the "
+          "ratios divide a step without wrappers by the products replayed alone, pass by "
+          "pass (median, range).\n")
+    print("| batch | timed step | matmul | 0/1 sums | elementwise kernels | Adam | other "
+          "(Python, eps) | step | its BLAS products alone | step / its products | all in BLAS "
+          "alone | step / all in BLAS |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     res["split"] = {}
     for B in (32, 100, 512):
         s = time_split(B, steps=10 if args.quick else 40, passes=passes)
         res["split"][B] = s
-        ms = {k: 1e3 * v for k, v in s.items() if k not in ("n_matmul", "step_over_matmul")}
-        print(f"| {B} | {ms['step']:.2f} | {ms['matmul']:.2f} | {ms['elementwise']:.2f} | "
-              f"{ms['optimiser']:.2f} | {ms['other']:.2f} | {ms['matmul_alone']:.2f} | "
-              f"{s['step_over_matmul']:.2f} |")
+        ms = {k: 1e3 * v for k, v in s.items() if isinstance(v, float)}
+        r, rd = s["step_over_matmul"], s["step_over_dense"]
+        print(f"| {B} | {ms['step_timed']:.2f} | {ms['matmul']:.2f} | {ms['binary']:.2f} | "
+              f"{ms['elementwise']:.2f} | {ms['optimiser']:.2f} | {ms['other']:.2f} | "
+              f"{ms['step']:.2f} | {ms['matmul_alone']:.2f} | {r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f}) "
+              f"| {ms['dense_alone']:.2f} | {rd[0]:.2f} ({rd[1]:.2f}-{rd[2]:.2f}) |")
 
     print("\n## Start-up, a full epoch, memory\n")
     lat = first_step_latency(warm_runs=1 if args.quick else 3)
@@ -493,6 +556,12 @@ def main(argv=None) -> dict:
     print(f"| process start to first finished step, warm Numba cache | {lat['warm']:.2f} s |")
     print(f"| full MNIST epoch, 600 steps of 100 (dynamic binarisation included) | "
           f"{epoch['seconds']:.2f} s |")
+    print(f"| the step's BLAS products replayed alone 600 times, same process | "
+          f"{epoch['products_alone']:.2f} s (epoch / products "
+          f"{epoch['seconds'] / epoch['products_alone']:.2f}) |")
+    print(f"| its 20 products all in BLAS (no 0/1 sums) replayed alone 600 times | "
+          f"{epoch['dense_alone']:.2f} s (epoch / products "
+          f"{epoch['seconds'] / epoch['dense_alone']:.2f}) |")
     print(f"| peak resident memory of that training process (VmHWM) | "
           f"{epoch['peak_rss_mb']:.0f} MB |")
 

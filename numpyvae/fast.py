@@ -125,6 +125,8 @@ class FastEngine:
         self.grads = grads
         self.dtype = np.dtype(params.dtype)
         self.activate = ACTIVATION_KERNELS[layout.activation]
+        self.binary_activate = kernels.binary_bias_act  # the same after (DENSE-5)
+        self.act_code = kernels.ACTIVATION_CODES[layout.activation]
         # float32 kernels run on BLAS's own threads where that works (kernels/pool.py); the
         # results are bitwise the serial ones. None: every kernel serial.
         self.pool = blas_pool.get() if self.dtype == np.float32 else None
@@ -230,13 +232,13 @@ class FastEngine:
         if self.pool is None or h.size < blas_pool.MIN_POOLED:
             if not kernels.binary_rows(x, ones.cols, ones.counts):
                 return False
-            kernels.BINARY_BIAS_ACT[self.activate](layer.W, ones.cols, ones.counts, layer.b, h,
-                                                   dact)
+            self.binary_activate(layer.W, ones.cols, ones.counts, layer.b, h, dact, self.act_code)
             return True
         task = ws.tasks.get("binary_act")  # the same, rows split between BLAS's threads
         if task is None:
             task = ws.tasks["binary_act"] = self.pool.binary_act(
-                self.activate, layer.W, layer.b, h, dact, ones.cols, ones.counts, ones.flags)
+                ACTIVATION_KERNELS[self.layout.activation], layer.W, layer.b, h, dact, ones.cols,
+                ones.counts, ones.flags)
         ones.flags.fill(1)
         task.call[0] = x.ctypes.data
         self.pool.run(task)

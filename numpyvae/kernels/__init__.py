@@ -8,19 +8,14 @@
     teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
 """
 
-from .binary import (
-    BINARY_BIAS_ACT,
-    binary_bias_relu,
-    binary_bias_softplus,
-    binary_bias_tanh,
-    binary_rows,
-    binary_weight_grad,
-)
+from .binary import binary_bias_act, binary_rows, binary_weight_grad
 from .fused import (
+    ACTIVATION_CODES,
     adam_step,
     backward_bias,
     bernoulli_loss_grad,
     bernoulli_rows,
+    bias_act,
     bias_relu,
     bias_softplus,
     bias_tanh,
@@ -36,8 +31,7 @@ from .teaching import matmul
 from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
-    "BINARY_BIAS_ACT", "binary_bias_relu", "binary_bias_softplus", "binary_bias_tanh",
-    "binary_rows", "binary_weight_grad",
+    "ACTIVATION_CODES", "binary_bias_act", "binary_rows", "binary_weight_grad", "bias_act",
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
     "bias_tanh", "bernoulli_rows", "column_sum", "gaussian_floor_loss_grad",
     "gaussian_loss_grad", "iwae_weights",

@@ -9,7 +9,7 @@ one float per addition, where BLAS reuses every load many times: so the gain is 
 per product, not 8; ``benchmarks/bench_parts.py`` measures it.)
 
 * ``binary_rows`` checks that x is 0/1 and lists each row's ones (positions, ascending);
-* ``binary_bias_<activation>`` sums the rows of W for each example, then applies the same bias +
+* ``binary_bias_act`` sums the rows of W for each example, then applies the same bias +
   activation kernel as after a BLAS product, row by row while the row is in cache;
 * ``binary_weight_grad`` lists, for each pixel in [lo, hi), the examples in which it is 1 (a
   counting sort of the rows' lists) and sums their rows of G.
@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import JIT
-from .fused import bias_relu, bias_softplus, bias_tanh
+from .fused import bias_act
 
 
 @njit(**JIT)
@@ -91,24 +91,15 @@ def sum_rows(src, idx, n, out):
         k += 1
 
 
-def _binary_bias_act(kernel):
-    @njit(**JIT)
-    def binary_bias_act(W, cols, counts, b, h, dact):
-        """h = activation(x W + b), dact its derivative, for 0/1 x given by its ones
-        (``binary_rows``): (DENSE-5) then ``kernel`` (DENSE-1) (ACT-*), one row at a time.
-        W (D, H), b (H,), h and dact (B, H): out."""
-        for i in range(h.shape[0]):
-            sum_rows(W, cols[i], counts[i], h[i])  # (DENSE-5): x_i W
-            kernel(h[i:i + 1], b, dact[i:i + 1])  # + b, activation, derivative
-    binary_bias_act.__name__ = f"binary_{kernel.__name__}"
-    return binary_bias_act
-
-
-binary_bias_softplus = _binary_bias_act(bias_softplus)
-binary_bias_relu = _binary_bias_act(bias_relu)
-binary_bias_tanh = _binary_bias_act(bias_tanh)
-BINARY_BIAS_ACT = {bias_softplus: binary_bias_softplus, bias_relu: binary_bias_relu,
-                   bias_tanh: binary_bias_tanh}
+@njit(**JIT)
+def binary_bias_act(W, cols, counts, b, h, dact, act):
+    """h = activation(x W + b), dact its derivative, for 0/1 x given by its ones
+    (``binary_rows``): (DENSE-5), then ``fused.bias_act`` (DENSE-1) (ACT-*), one row at a time
+    while it is in cache. W (D, H), b (H,), h and dact (B, H): out. act: the activation's
+    number in ``fused.ACTIVATION_CODES``."""
+    for i in range(h.shape[0]):
+        sum_rows(W, cols[i], counts[i], h[i])  # (DENSE-5): x_i W
+        bias_act(h[i:i + 1], b, dact[i:i + 1], act)  # + b, activation, derivative
 
 
 @njit(**JIT)

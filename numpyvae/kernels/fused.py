@@ -108,6 +108,21 @@ def bias_tanh(h, b, dact):
             dact[i, j] = one - t * t  # (ACT-5)
 
 
+ACTIVATION_CODES = {"softplus": 0, "relu": 1, "tanh": 2}  # the ``act`` of ``bias_act``
+
+
+@njit(**JIT)
+def bias_act(h, b, dact, act):
+    """``bias_softplus``, ``bias_relu`` or ``bias_tanh`` (act = 0, 1, 2: ``ACTIVATION_CODES``),
+    for callers that take the activation as a number (compiled once, cached: no closures)."""
+    if act == 0:
+        bias_softplus(h, b, dact)
+    elif act == 1:
+        bias_relu(h, b, dact)
+    else:
+        bias_tanh(h, b, dact)
+
+
 @njit(**JIT)
 def backward_bias(dh, dact, db):
     """Fuses an activation's backward (ops.*_backward: dh * derivative) with

@@ -33,8 +33,16 @@ import numpy as np
 from numba import carray, cfunc, types
 from numba.extending import intrinsic
 
-from .binary import BINARY_BIAS_ACT, binary_rows, binary_weight_grad
-from .fused import adam_step, bernoulli_rows, bias_relu, bias_softplus, bias_tanh
+from .binary import binary_bias_act, binary_rows, binary_weight_grad
+from .fused import (
+    ACTIVATION_CODES,
+    adam_step,
+    bernoulli_rows,
+    bias_act,
+    bias_relu,
+    bias_softplus,
+    bias_tanh,
+)
 
 MIN_POOLED = 16_384  # values below which a kernel runs serially (the hand-off costs ~5 us)
 ALIGN = 16  # chunk boundaries of flat buffers, in float32 values: one 64-byte cache line
@@ -69,18 +77,18 @@ def _adam_chunk(a):
               carray(_f32(a[3]), (n,)), s[0], s[1], s[2], s[3], s[4], s[5], s[6])
 
 
-def _bias_act_trampoline(kernel):
-    @cfunc(_ARGS, **_TRAMPOLINE)
-    def chunk(a):
-        """a = [h, b, dact, rows, H]: ``kernel`` on this chunk's rows (DENSE-1) (ACT-*)."""
-        rows, H = a[3], a[4]
-        kernel(carray(_f32(a[0]), (rows, H)), carray(_f32(a[1]), (H,)),
-               carray(_f32(a[2]), (rows, H)))
-    return chunk
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _bias_act_chunk(a):
+    """a = [h, b, dact, rows, H, act]: ``fused.bias_act`` on this chunk's rows (DENSE-1)
+    (ACT-*). (One trampoline for every activation, chosen by number: closures over the kernel
+    would not be found in Numba's cache and would compile again in every process.)"""
+    rows, H = a[3], a[4]
+    bias_act(carray(_f32(a[0]), (rows, H)), carray(_f32(a[1]), (H,)),
+             carray(_f32(a[2]), (rows, H)), a[5])
 
 
-_BIAS_ACT = {kernel: _bias_act_trampoline(kernel)
-             for kernel in (bias_softplus, bias_relu, bias_tanh)}
+_CODES = {bias_softplus: ACTIVATION_CODES["softplus"], bias_relu: ACTIVATION_CODES["relu"],
+          bias_tanh: ACTIVATION_CODES["tanh"]}
 
 
 @cfunc(_ARGS, **_TRAMPOLINE)
@@ -97,28 +105,21 @@ def _bernoulli_chunk(a):
                    carray(_f32(a[3]), (rows,)), carray(_f32(a[4]), (D,)))
 
 
-def _binary_act_trampoline(kernel):
-    binary_bias_act = BINARY_BIAS_ACT[kernel]
-
-    @cfunc(_ARGS, **_TRAMPOLINE)
-    def chunk(a):
-        """a = [call, W, b, h, dact, cols, counts, flag, rows, D, H, first row]: on this chunk's
-        rows of x, ``binary.binary_rows`` then ``binary.binary_bias_<activation>`` (DENSE-5)
-        (DENSE-1) (ACT-*). ``call`` points at x's address, written by the caller before each
-        run; ``flag`` gets 1 if the rows were 0/1 (and h, dact are done), else 0."""
-        rows, D, H = a[8], a[9], a[10]
-        x = carray(_f32(carray(_i64(a[0]), (1,))[0] + 4 * a[11] * D), (rows, D))
-        cols, counts = carray(_i32(a[5]), (rows, D)), carray(_i64(a[6]), (rows,))
-        flag = carray(_i64(a[7]), (1,))
-        flag[0] = 0
-        if binary_rows(x, cols, counts):
-            binary_bias_act(carray(_f32(a[1]), (D, H)), cols, counts, carray(_f32(a[2]), (H,)),
-                            carray(_f32(a[3]), (rows, H)), carray(_f32(a[4]), (rows, H)))
-            flag[0] = 1
-    return chunk
-
-
-_BINARY_ACT = {kernel: _binary_act_trampoline(kernel) for kernel in BINARY_BIAS_ACT}
+@cfunc(_ARGS, **_TRAMPOLINE)
+def _binary_act_chunk(a):
+    """a = [call, W, b, h, dact, cols, counts, flag, rows, D, H, first row, act]: on this
+    chunk's rows of x, ``binary.binary_rows`` then ``binary.binary_bias_act`` (DENSE-5)
+    (DENSE-1) (ACT-*). ``call`` points at x's address, written by the caller before each run;
+    ``flag`` gets 1 if the rows were 0/1 (and h, dact are done), else 0."""
+    rows, D, H = a[8], a[9], a[10]
+    x = carray(_f32(carray(_i64(a[0]), (1,))[0] + 4 * a[11] * D), (rows, D))
+    cols, counts = carray(_i32(a[5]), (rows, D)), carray(_i64(a[6]), (rows,))
+    flag = carray(_i64(a[7]), (1,))
+    flag[0] = 0
+    if binary_rows(x, cols, counts):
+        binary_bias_act(carray(_f32(a[1]), (D, H)), cols, counts, carray(_f32(a[2]), (H,)),
+                        carray(_f32(a[3]), (rows, H)), carray(_f32(a[4]), (rows, H)), a[12])
+        flag[0] = 1
 
 
 @cfunc(_ARGS, **_TRAMPOLINE)
@@ -219,9 +220,9 @@ class BlasPool:
     def bias_act(self, kernel, h, b, dact) -> Task:
         """``kernel`` (one of fused.bias_<activation>) on (B, H) buffers, split by rows."""
         B, H = h.shape
-        return Task(kernel.__name__, _BIAS_ACT[kernel], lambda n: [
-            [h.ctypes.data + 4 * lo * H, b.ctypes.data, dact.ctypes.data + 4 * lo * H, hi - lo, H]
-            for lo, hi in self._row_ranges(B, n)], (h, b, dact))
+        return Task(kernel.__name__, _bias_act_chunk, lambda n: [
+            [h.ctypes.data + 4 * lo * H, b.ctypes.data, dact.ctypes.data + 4 * lo * H, hi - lo, H,
+             _CODES[kernel]] for lo, hi in self._row_ranges(B, n)], (h, b, dact))
 
     def bernoulli(self, logits, b, loss) -> Task:
         """``fused.bernoulli_rows`` on (B, D) buffers, split by rows, each chunk with its own
@@ -241,17 +242,17 @@ class BlasPool:
 
 
     def binary_act(self, kernel, W, b, h, dact, cols, counts, flags) -> Task:
-        """``binary.binary_rows`` + ``binary.binary_bias_<activation>`` on (B, D) 0/1 rows of x,
-        split by rows; chunk i reports in flags[i] (1: its rows were 0/1). Before each run:
-        ``task.call[0] = x.ctypes.data`` (x C-contiguous float32)."""
+        """``binary.binary_rows`` + ``binary.binary_bias_act`` with ``kernel``'s activation on
+        (B, D) 0/1 rows of x, split by rows; chunk i reports in flags[i] (1: its rows were
+        0/1). Before each run: ``task.call[0] = x.ctypes.data`` (x C-contiguous float32)."""
         B, H = h.shape
         D = W.shape[0]
         call = np.zeros(1, np.int64)
-        task = Task(f"binary_{kernel.__name__}", _BINARY_ACT[kernel], lambda n: [
+        task = Task(f"binary_{kernel.__name__}", _binary_act_chunk, lambda n: [
             [call.ctypes.data, W.ctypes.data, b.ctypes.data, h.ctypes.data + 4 * lo * H,
              dact.ctypes.data + 4 * lo * H, cols.ctypes.data + 4 * lo * D,
-             counts.ctypes.data + 8 * lo, flags.ctypes.data + 8 * i, hi - lo, D, H, lo]
-            for i, (lo, hi) in enumerate(self._row_ranges(B, n))],
+             counts.ctypes.data + 8 * lo, flags.ctypes.data + 8 * i, hi - lo, D, H, lo,
+             _CODES[kernel]] for i, (lo, hi) in enumerate(self._row_ranges(B, n))],
             (W, b, h, dact, cols, counts, flags, call))
         task.call = call
         return task
