@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .config import BINARIZATIONS
+from .kernels import gather_binarize
 
 NONE_BINARIZATION_WARNING = (
     "binarize='none' uses grey values x/255 as targets of a Bernoulli decoder. That is not a "
@@ -117,8 +118,17 @@ def _batches(images: np.ndarray, batch_size: int, rng: np.random.Generator, bina
     n = len(images)
     table = _lookup_table(binarize, out.dtype, dequantize)
     order = rng.permutation(n) if shuffle else None
-    gathered = np.empty((len(out), images.shape[1]), dtype=np.uint8) if shuffle else None
     uniforms = np.empty_like(out) if binarize == "dynamic" or dequantize else None
+    if binarize == "dynamic" and not dequantize:  # gather, lookup and draw in one kernel
+        rows = order if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            x, u = out[: stop - start], uniforms[: stop - start]
+            rng.random(dtype=out.dtype, out=u)  # Bernoulli(p) draw: 1 where p > u, u ~ U[0, 1)
+            gather_binarize(images, rows[start:stop], table, u, x)
+            yield x
+        return
+    gathered = np.empty((len(out), images.shape[1]), dtype=np.uint8) if shuffle else None
     step = out.dtype.type(1 / 256)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -133,10 +143,6 @@ def _batches(images: np.ndarray, batch_size: int, rng: np.random.Generator, bina
             rng.random(dtype=out.dtype, out=u)
             np.multiply(u, step, out=u)
             np.add(x, u, out=x)
-        elif uniforms is not None:  # Bernoulli(p) draw: 1 where p > u, u ~ Uniform[0, 1)
-            u = uniforms[: stop - start]
-            rng.random(dtype=out.dtype, out=u)
-            np.greater(x, u, out=x)
         yield x
 
 

@@ -363,6 +363,26 @@ def test_same_rng_state_same_epoch_bitwise_different_rng_different_draws():
     assert not np.array_equal(np.concatenate(a), np.concatenate(c))
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dynamic_batches_are_the_numpy_passes_bit_for_bit(shuffle, dtype):
+    """kernels.gather_binarize (gather, lookup, comparison in one pass) gives the batches of
+    the NumPy passes it replaced, from the same generator, the last short batch included, and
+    leaves the generator in the same state."""
+    images = data.load_mnist("test")[0][:250]
+    rng, ref_rng = np.random.default_rng(7), np.random.default_rng(7)
+    got = collect(images, 64, rng=rng, binarize="dynamic", dtype=dtype, shuffle=shuffle)
+    order = ref_rng.permutation(250) if shuffle else np.arange(250)
+    p = (np.arange(256) / 255).astype(dtype)
+    want = []
+    for start in range(0, 250, 64):
+        grey = p[images[order[start:start + 64]]]
+        want.append((grey > ref_rng.random(grey.shape, dtype=dtype)).astype(dtype))
+    assert [g.shape for g in got] == [w.shape for w in want] and got[-1].shape == (58, 784)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert rng.bit_generator.state == ref_rng.bit_generator.state
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_none_gives_grey_values_over_255_exactly(dtype):
     images = np.arange(256 * 3, dtype=np.int64).reshape(3, 256).astype(np.uint8)

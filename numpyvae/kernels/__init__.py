@@ -3,11 +3,13 @@
     fused.py     the training step's kernels (bias + activation, losses, latent layer, Adam)
     ksample.py   the k-sample objectives' latent layer and importance weights (IWAE)
     binary.py    the first layer's products on 0/1 data, as sums of rows
+    binarize.py  a batch of dynamically binarised data in one pass
     vmath.py     vectorisable float32 exp / log1p / tanh used inside them
     pool.py      running them on BLAS's own threads (gotoblas_pthread)
     teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
 """
 
+from .binarize import gather_binarize
 from .binary import binary_bias_act, binary_rows, binary_weight_grad
 from .fused import (
     ACTIVATION_CODES,
@@ -32,6 +34,7 @@ from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 
 __all__ = [
     "ACTIVATION_CODES", "binary_bias_act", "binary_rows", "binary_weight_grad", "bias_act",
+    "gather_binarize",
     "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
     "bias_tanh", "bernoulli_rows", "column_sum", "gaussian_floor_loss_grad",
     "gaussian_loss_grad", "iwae_weights",
