@@ -13,8 +13,11 @@ Prints Markdown tables (see benchmarks/README.md, "The parts, and their floors")
    column_sum split by columns, as the package does not), and ns per value.
 3. What a call costs: a Python call, a Numba call, ``np.matmul(out=)`` of a tiny product, a
    pooled call with nothing to do.
-4. The two latent heads: two 500 -> 20 products against one 500 -> 40, forward and backward.
-5. Whether each float32 kernel's inner loop is vectorised (packed ymm/zmm instructions).
+4. The first layer on binarised MNIST: BLAS's products against the sums of rows (DENSE-5),
+   serial and on BLAS's threads, at batch 8 to 512.
+5. A dynamically binarised batch: NumPy's passes against the fused kernel, and the draws.
+6. The two latent heads: two 500 -> 20 products against one 500 -> 40, forward and backward.
+7. Whether each float32 kernel's inner loop is vectorised (packed ymm/zmm instructions).
 
 Each figure is the median over repeated timings; compare ratios within one run only.
 """
@@ -227,6 +230,83 @@ def step_kernels(B: int, reps: int) -> list[tuple[str, int, float, float | None]
     return rows
 
 
+# --------------------------------------------------------------------------- 0/1 sums
+def binary_table(B: int, reps: int) -> list[tuple[str, float, float, float | None]]:
+    """The first layer on a binarised MNIST batch, as in a step (buffers out of cache, BLAS's
+    worker spinning): (pass, BLAS, serial sums, pooled sums) in seconds. Forward: x @ W1 then
+    bias + softplus (pooled as the engine does) against ``binary_rows`` + ``binary_bias_act``;
+    backward: x^T g against ``binary_weight_grad`` (DENSE-5)."""
+    from numpyvae.data import iterate_batches, load_mnist
+    pool = blas_pool.get()
+    D, H = 784, 500
+    x = next(iterate_batches(load_mnist("train")[0][:B], B, rng=np.random.default_rng(0),
+                             binarize="dynamic")).copy()
+    rng = np.random.default_rng(1)
+    W, b = (0.05 * rng.standard_normal((D, H))).astype(F32), np.zeros(H, F32)
+    g, dW = rng.standard_normal((B, H), dtype=F32), np.empty((D, H), F32)
+    h, d = np.empty((B, H), F32), np.empty((B, H), F32)
+    cols, counts = np.empty((B, D), np.int32), np.empty(B, np.int64)
+    chunks = pool.max_threads if pool else 1
+    starts, ptr, rows = (np.empty((chunks, B), np.int64), np.empty(D + chunks, np.int64),
+                         np.empty(B * D, np.int32))
+    flags = np.ones(chunks, np.int64)
+    flush, A, Wm, mo = (np.empty(8_000_000, F32), rng.random((100, 500), dtype=F32),
+                        rng.random((500, 500), dtype=F32), np.empty((100, 500), F32))
+
+    def as_in_a_step():
+        flush.fill(1.0)
+        np.matmul(A, Wm, out=mo)
+
+    act = pool.bias_act(kernels.bias_softplus, h, b, d) if pool else None
+
+    def blas_forward():
+        np.matmul(x, W, out=h)
+        pool.run(act) if pool else kernels.bias_softplus(h, b, d)
+
+    def sums_forward():
+        kernels.binary_rows(x, cols, counts)
+        kernels.binary_bias_act(W, cols, counts, b, h, d, 0)
+
+    kernels.binary_rows(x, cols, counts)
+    out = [("forward: x @ W1, bias, softplus", median_time(blas_forward, as_in_a_step, reps),
+            median_time(sums_forward, as_in_a_step, reps)),
+           ("backward: x^T g", median_time(lambda: np.matmul(x.T, g, out=dW), as_in_a_step, reps),
+            median_time(lambda: kernels.binary_weight_grad(g, cols, counts, 0, D, dW, starts[0],
+                                                           ptr, rows), as_in_a_step, reps))]
+    if pool is None:
+        return [(*row, None) for row in out]
+    t_act = pool.binary_act(kernels.bias_softplus, W, b, h, d, cols, counts, flags)
+    t_act.call[0] = x.ctypes.data
+    t_grad = pool.binary_grad(g, cols, counts, dW, starts, ptr, rows)
+    return [(*out[0], median_time(lambda: pool.run(t_act), as_in_a_step, reps)),
+            (*out[1], median_time(lambda: pool.run(t_grad), as_in_a_step, reps))]
+
+
+# --------------------------------------------------------------------------- data
+def data_table(reps: int) -> list[tuple[str, float]]:
+    """One dynamically binarised batch of 100: the NumPy passes it used to take, the fused
+    kernel, and the uniform draws both need (the generator's stream fixes the draws: they stay
+    NumPy's)."""
+    from numpyvae.data import load_mnist
+    images = load_mnist("train")[0]
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(images))[:100]
+    table = (np.arange(256) / 255).astype(F32)
+    u, x, x8 = rng.random((100, 784), dtype=F32), np.empty((100, 784), F32), np.empty(
+        (100, 784), np.uint8)
+
+    def numpy_passes():
+        np.take(images, rows, axis=0, out=x8, mode="clip")
+        np.take(table, x8, out=x, mode="clip")
+        np.greater(x, u, out=x)
+
+    return [("gather, lookup, compare: NumPy passes", median_time(numpy_passes, reps=reps)),
+            ("the same: kernels.gather_binarize", median_time(
+                lambda: kernels.gather_binarize(images, rows, table, u, x), reps=reps)),
+            ("the uniform draws: rng.random(float32)", median_time(
+                lambda: rng.random(dtype=F32, out=u), reps=reps))]
+
+
 # --------------------------------------------------------------------------- dispatch
 @njit(cache=False)
 def _noop1(a):
@@ -363,12 +443,27 @@ def main(argv=None) -> None:
             pooled = f"{tp * 1e6:.1f}" if tp is not None else "-"
             print(f"| {B} | {name} | {n} | {ts * 1e6:.1f} | {pooled} | {ts * 1e9 / n:.2f} |")
 
+    print("\n## The first layer on binarised MNIST: BLAS or sums of rows (DENSE-5), as in a "
+          "step (us)\n")
+    print("| batch | pass | BLAS | sums, serial | sums, on BLAS's threads |\n|---|---|---|---|---|")
+    for B in (8, 32, 100, 512):
+        for name, tb, ts, tp in binary_table(B, reps):
+            pooled = f"{tp * 1e6:.1f}" if tp is not None else "-"
+            print(f"| {B} | {name} | {tb * 1e6:.1f} | {ts * 1e6:.1f} | {pooled} |")
+
+    print("\n## A dynamically binarised batch of 100 (us)\n")
+    print("| part | us |\n|---|---|")
+    for name, t in data_table(reps * 5):
+        print(f"| {name} | {t * 1e6:.1f} |")
+
     print("\n## What a call costs (us)\n")
     print("| call | us |\n|---|---|")
     for name, t in dispatch_table(reps):
         print(f"| {name} | {t * 1e6:.2f} |")
 
     print("\n## The latent heads at batch 100: two 500 -> 20 products or one 500 -> 40 (us)\n")
+    print("One product as the engine does it: [W_mu | W_logvar] copied from the parameters "
+          "before it, the weight gradient copied out after it.\n")
     print("| pass | two products | one product |\n|---|---|---|")
     for name, two, one in heads_table(100, reps * 5):
         print(f"| {name} | {two * 1e6:.1f} | {one * 1e6:.1f} |")

@@ -241,7 +241,7 @@ class FastEngine:
         if ws.ones is None:
             ws.ones = _Ones(*x.shape, self.pool.max_threads if self.pool else 1)
         ones = ws.ones
-        if self.pool is None or h.size < blas_pool.MIN_POOLED:
+        if self.pool is None or len(h) < blas_pool.MIN_POOLED_ROWS:
             if not kernels.binary_rows(x, ones.cols, ones.counts):
                 return False
             self.binary_activate(layer.W, ones.cols, ones.counts, layer.b, h, dact, self.act_code)
@@ -353,9 +353,9 @@ class FastEngine:
         for i in reversed(range(len(self.enc))):
             layer, dh = self.enc[i], ws.enc_h[i]
             kernels.backward_bias(dh, ws.enc_d[i], layer.gb)
-            if i == 0 and ws.x_is_binary:
+            if i == 0 and ws.x_is_binary and len(x) >= blas_pool.MIN_POOLED_ROWS:
                 self._binary_weight_grad(dh, layer, ws)  # (DENSE-5)
-            else:
+            else:  # (below 16 rows BLAS's x^T g is as fast: bench_parts.py)
                 h_in = ws.enc_h[i - 1] if i > 0 else x
                 np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
             if i > 0:  # the first layer needs no dL/dx
@@ -365,7 +365,7 @@ class FastEngine:
         """The first layer's x^T g for 0/1 x: row p of dW sums the rows of g = dL/da of the
         examples whose pixel p is 1 (DENSE-5), from the ones the forward pass listed."""
         ones = ws.ones
-        if self.pool is None or g.size < blas_pool.MIN_POOLED:
+        if self.pool is None or len(g) < blas_pool.MIN_POOLED_ROWS:
             kernels.binary_weight_grad(g, ones.cols, ones.counts, 0, layer.W.shape[0], layer.gW,
                                        ones.starts[0], ones.ptr, ones.rows)
             return

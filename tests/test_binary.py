@@ -177,7 +177,7 @@ def test_pooled_sums_on_two_blas_threads():
     assert out.stdout.split() == ["ok"], out.stderr[-2000:]
 
 
-def engine_pair(dtype, hidden=(24, 16), decoder="bernoulli", B=12, D=40, objective="elbo"):
+def engine_pair(dtype, hidden=(24, 16), decoder="bernoulli", D=40, objective="elbo"):
     vae = VAE(n_input=D, hidden=hidden, n_latent=4, decoder=decoder, dtype=dtype, seed=2,
               objective=objective)
     return vae, FastEngine(vae.layout, vae.params, vae.grads, objective=objective)
@@ -185,16 +185,18 @@ def engine_pair(dtype, hidden=(24, 16), decoder="bernoulli", B=12, D=40, objecti
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
-def test_engine_takes_the_sums_for_0_1_data_and_equals_the_reference(dtype, decoder):
-    """(DENSE-5) (ELBO-3) on 0/1 data the fused step uses the sums (ws.x_is_binary) and its
-    loss and every gradient equal network.forward_backward's; grey data takes BLAS."""
+@pytest.mark.parametrize("B", [5, 20])
+def test_engine_takes_the_sums_for_0_1_data_and_equals_the_reference(dtype, decoder, B):
+    """(DENSE-5) (ELBO-3) on 0/1 data the fused step uses the sums (ws.x_is_binary; the
+    weight gradient from 16 rows on, below it BLAS's) and its loss and every gradient equal
+    network.forward_backward's; grey data takes BLAS."""
     vae, engine = engine_pair(dtype, decoder=decoder)
     rng = np.random.default_rng(6)
-    eps = rng.standard_normal((12, 4)).astype(dtype)
-    for X, binary in [(ones_and_zeros(12, 40, 0.2, dtype), True),
-                      (rng.random((12, 40)).astype(dtype), False)]:
+    eps = rng.standard_normal((B, 4)).astype(dtype)
+    for X, binary in [(ones_and_zeros(B, 40, 0.2, dtype), True),
+                      (rng.random((B, 40)).astype(dtype), False)]:
         loss = engine.forward_backward(X, eps, 0.8)
-        assert engine._workspaces[12].x_is_binary is binary
+        assert engine._workspaces[B].x_is_binary is binary
         fast = vae.grads.flat.copy()
         ref = network.forward_backward(vae.params, vae.grads, vae.layout, X, eps, 0.8)
         np.testing.assert_allclose(loss, ref, rtol=1e-6 if dtype == "float32" else 1e-12)
@@ -205,10 +207,10 @@ def test_engine_takes_the_sums_for_0_1_data_and_equals_the_reference(dtype, deco
 def test_k_samples_take_the_sums_too(objective):
     """(DENSE-5) (IWAE-6) the k-sample step's encoder on 0/1 data, against the reference."""
     vae, engine = engine_pair("float64", objective=objective)
-    X = ones_and_zeros(12, 40, 0.25, np.float64)
-    eps = np.random.default_rng(7).standard_normal((3, 12, 4))
+    X = ones_and_zeros(20, 40, 0.25, np.float64)
+    eps = np.random.default_rng(7).standard_normal((3, 20, 4))
     loss = engine.forward_backward(X, eps)
-    assert engine._workspaces[12].x_is_binary
+    assert engine._workspaces[20].x_is_binary
     fast = vae.grads.flat.copy()
     ref = network.ReferenceEngine(vae.layout, vae.params, vae.grads,
                                   objective=objective).forward_backward(X, eps)

@@ -45,6 +45,9 @@ from .fused import (
 )
 
 MIN_POOLED = 16_384  # values below which a kernel runs serially (the hand-off costs ~5 us)
+# the first layer's sums of rows (binary.py) cost ~100 additions per value they write: they
+# gain from two threads from 16 rows on (benchmarks/bench_parts.py, "The first layer")
+MIN_POOLED_ROWS = 16
 ALIGN = 16  # chunk boundaries of flat buffers, in float32 values: one 64-byte cache line
 _ARGS = types.void(types.CPointer(types.int64))  # every trampoline: void f(int64 *args)
 _TRAMPOLINE = {"nogil": True, "error_model": "numpy", "cache": True}
