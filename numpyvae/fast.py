@@ -16,8 +16,9 @@ tests compare every gradient), but
   dL/da at the data's ones (DENSE-5, ``kernels.binary``): an eighth of the additions and no
   multiplication. Every batch is checked; any other value takes BLAS.
 
-``FastAdam`` is ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one.
-It runs once over the whole buffer after the backward pass. (Updating each layer during the
+The buffers are in ``numpyvae.workspace``. ``FastAdam`` (``numpyvae.fast_adam``) is
+``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one. It runs once
+over the whole buffer after the backward pass. (Updating each layer during the
 backward pass, while its gradient is still in cache, was tried and measured: no faster with one
 BLAS thread, and in some runs much slower with two, where half of each gradient had just been
 written by BLAS's other thread and had to move between the cores.)
@@ -32,9 +33,10 @@ from collections import OrderedDict
 import numpy as np
 
 from . import kernels, ops
+from .fast_adam import FastAdam
 from .kernels import pool as blas_pool
-from .layers import Dense, Layout
-from .optim import Adam
+from .layers import Layout
+from .workspace import DenseViews, Ones, Workspace
 
 ACTIVATION_KERNELS = {
     "softplus": kernels.bias_softplus,
@@ -42,67 +44,6 @@ ACTIVATION_KERNELS = {
     "tanh": kernels.bias_tanh,
 }
 MAX_WORKSPACES = 4  # batch sizes whose buffers are kept (training size, last batch, eval, ...)
-
-
-class _Workspace:
-    """Every activation and gradient buffer of one batch size B (rows are examples)."""
-
-    def __init__(self, B: int, enc: list[int], dec: list[int], D: int, J: int, n_heads: int,
-                 dtype: np.dtype):
-        def e(*shape):
-            return np.empty(shape, dtype)
-
-        self.enc_h = [e(B, w) for w in enc]  # activations; later, the gradients dL/dh and dL/da
-        self.enc_d = [e(B, w) for w in enc]  # activation derivatives
-        self.dec_h = [e(B, w) for w in dec]
-        self.dec_d = [e(B, w) for w in dec]
-        # mu and logvar side by side: one product h @ [W_mu | W_logvar] fills both, and one
-        # product [dL/dmu | dL/dlogvar] @ [W_mu | W_logvar]^T gives dL/dh summed over both
-        self.heads_out, self.dheads = e(B, 2 * J), e(B, 2 * J)
-        self.mu, self.logvar = self.heads_out[:, :J], self.heads_out[:, J:]
-        self.dmu, self.dlogvar = self.dheads[:, :J], self.dheads[:, J:]
-        self.std, self.z, self.dz = e(B, J), e(B, J), e(B, J)
-        self.kl, self.recon = e(B), e(B)
-        self.neg_L = e(B)  # k samples, IWAE: -L_k per example
-        self.heads = [e(B, D) for _ in range(n_heads)]  # logits or (mean, logvar), then their grads
-        self.tmp = e(D)  # one row of per-pixel loss terms
-        self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
-        self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
-        self.tasks: dict = {}  # pooled kernel calls on these buffers (kernels.pool.Task)
-        self.ones: _Ones | None = None  # where 0/1 data is 1 (DENSE-5), made on first use
-        self.x_is_binary = False  # the last forward pass took the first layer from x's ones
-        self.x: np.ndarray | None = None  # copies of inputs that arrive non-contiguous or cast
-        self.eps: np.ndarray | None = None
-        self.w: np.ndarray | None = None  # k samples: each decoder row's gradient weight
-        self.ratio: np.ndarray | None = None  # and its log p(z) - log q(z|x)
-
-    def second_of(self, shape) -> np.ndarray:
-        return self.second[: shape[0] * shape[1]].reshape(shape)
-
-
-class _Ones:
-    """The ones of a (B, D) batch of 0/1 data, each row's positions in ``cols[i, :counts[i]]``
-    (``kernels.binary_rows``), and the scratch of ``kernels.binary_weight_grad`` for up to
-    ``chunks`` threads (DENSE-5)."""
-
-    def __init__(self, B: int, D: int, chunks: int):
-        self.cols, self.counts = np.empty((B, D), np.int32), np.empty(B, np.int64)
-        self.flags = np.ones(chunks, np.int64)  # pooled: 1 where a chunk's rows were 0/1
-        self.starts = np.empty((chunks, B), np.int64)
-        self.ptr = np.empty(D + chunks, np.int64)
-        self.rows = np.empty(B * D, np.int32)
-
-
-class _Dense:
-    """One dense layer's views, made once: weights, bias, their gradients, and the transposed
-    weights that (DENSE-4) reads."""
-
-    __slots__ = ("W", "b", "gW", "gb", "WT")
-
-    def __init__(self, layer: Dense, params, grads):
-        self.W, self.b = params[layer.W], params[layer.b]
-        self.gW, self.gb = grads[layer.W], grads[layer.b]
-        self.WT = self.W.T  # a view: BLAS reads it transposed, nothing is copied
 
 
 class FastEngine:
@@ -144,7 +85,7 @@ class FastEngine:
         self.gaussian = layout.gaussian
 
         def dense(layers):
-            return [_Dense(layer, params, grads) for layer in layers]
+            return [DenseViews(layer, params, grads) for layer in layers]
 
         self.enc, self.dec = dense(layout.enc_hidden), dense(layout.dec_hidden)
         self.mu, self.logvar = dense(layout.enc_heads)
@@ -165,13 +106,13 @@ class FastEngine:
                              f"reciprocal beyond {self.dtype.name}'s range; use a floor above "
                              f"{1 / np.finfo(self.dtype).max:.3g} or dtype='float64'")
         self.D, self.J = layout.dec_heads[0].fan_out, layout.enc_heads[0].fan_out
-        self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
+        self._workspaces: OrderedDict[int, Workspace] = OrderedDict()
 
     # ------------------------------------------------------------------ buffers
-    def _workspace(self, B: int) -> _Workspace:
+    def _workspace(self, B: int) -> Workspace:
         ws = self._workspaces.get(B)
         if ws is None:
-            ws = _Workspace(B, [layer.W.shape[1] for layer in self.enc],
+            ws = Workspace(B, [layer.W.shape[1] for layer in self.enc],
                             [layer.W.shape[1] for layer in self.dec],
                             self.D, self.J, len(self.out_b), self.dtype)
             self._workspaces[B] = ws
@@ -181,7 +122,7 @@ class FastEngine:
             self._workspaces.move_to_end(B)
         return ws
 
-    def _inputs(self, X, eps) -> tuple[np.ndarray, np.ndarray, _Workspace]:
+    def _inputs(self, X, eps) -> tuple[np.ndarray, np.ndarray, Workspace]:
         """X and eps as C-contiguous arrays of the model's dtype (copied into the batch size's
         workspace if they are not), and that workspace."""
         X, eps = np.asarray(X), np.asarray(eps)
@@ -222,7 +163,7 @@ class FastEngine:
             h = out
         return h
 
-    def _encoder_hidden(self, x, ws: _Workspace):
+    def _encoder_hidden(self, x, ws: Workspace):
         """The encoder's hidden layers (``_hidden``), the first one from x's ones if x is 0/1
         (``ws.x_is_binary``); returns the last activation."""
         ws.x_is_binary = self._binary_first_layer(x, ws)
@@ -230,7 +171,7 @@ class FastEngine:
             return self._hidden(ws.enc_h[0], self.enc[1:], ws.enc_h[1:], ws.enc_d[1:], ws.tasks)
         return self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
 
-    def _binary_first_layer(self, x, ws: _Workspace) -> bool:
+    def _binary_first_layer(self, x, ws: Workspace) -> bool:
         """If x is 0/1: the first layer's activation and derivative into ``ws.enc_h[0]``,
         ``ws.enc_d[0]``, with x W summed from the rows of W at x's ones (DENSE-5) instead of a
         product, and True. Else (or switched off) False, with nothing done."""
@@ -239,7 +180,7 @@ class FastEngine:
             return False
         layer, h, dact = self.enc[0], ws.enc_h[0], ws.enc_d[0]
         if ws.ones is None:
-            ws.ones = _Ones(*x.shape, self.pool.max_threads if self.pool else 1)
+            ws.ones = Ones(*x.shape, self.pool.max_threads if self.pool else 1)
         ones = ws.ones
         if self.pool is None or len(h) < blas_pool.MIN_POOLED_ROWS:
             if not kernels.binary_rows(x, ones.cols, ones.counts):
@@ -256,7 +197,7 @@ class FastEngine:
         self.pool.run(task)
         return bool(ones.flags.all())
 
-    def _forward(self, x, eps, ws: _Workspace, head_bias_grads) -> None:
+    def _forward(self, x, eps, ws: Workspace, head_bias_grads) -> None:
         """Encoder, latent layer, decoder, loss; leaves dL/d(head outputs) in ``ws.heads``."""
         h = self._encoder_hidden(x, ws)
         self._heads_forward(h, ws)
@@ -264,7 +205,7 @@ class FastEngine:
                                ws.z, ws.std, ws.kl)
         self._decode_loss(x, ws, head_bias_grads)
 
-    def _heads_forward(self, h, ws: _Workspace) -> None:
+    def _heads_forward(self, h, ws: Workspace) -> None:
         """mu and logvar before their biases, side by side in ``ws.heads_out``: one product
         h @ [W_mu | W_logvar] (DENSE-1) instead of two (measured in bench_parts.py)."""
         J = self.J
@@ -272,7 +213,7 @@ class FastEngine:
         np.copyto(self.heads_W[:, J:], self.logvar.W)
         np.matmul(h, self.heads_W, out=ws.heads_out)
 
-    def _decode_loss(self, x, ws: _Workspace, head_bias_grads, weight=None) -> None:
+    def _decode_loss(self, x, ws: Workspace, head_bias_grads, weight=None) -> None:
         """Decoder from ``ws.z`` and the loss: -log p(x|z) per example into ``ws.recon``;
         dL/d(head outputs) with each row's ``weight`` (default 1/B) into ``ws.heads``."""
         h = self._hidden(ws.z, self.dec, ws.dec_h, ws.dec_d, ws.tasks)
@@ -304,7 +245,7 @@ class FastEngine:
             self.pool.run(task)
             kernels.column_sum(logits, head_bias_grads[0])  # (DENSE-3)
 
-    def _input_grad(self, douts, layers, out: np.ndarray, ws: _Workspace) -> None:
+    def _input_grad(self, douts, layers, out: np.ndarray, ws: Workspace) -> None:
         """out = sum_k douts[k] @ W_k.T  (DENSE-4), summed over one or two heads."""
         np.matmul(douts[0], layers[0].WT, out=out)
         if len(douts) == 2:
@@ -312,7 +253,7 @@ class FastEngine:
             np.matmul(douts[1], layers[1].WT, out=second)
             np.add(out, second, out=out)
 
-    def _backward(self, x, eps, ws: _Workspace, beta: float) -> None:
+    def _backward(self, x, eps, ws: Workspace, beta: float) -> None:
         """Every gradient, from the decoder's output back to the first layer."""
         self._decoder_backward(ws)
         # latent layer: reparameterisation + KL (weight beta / B)
@@ -321,7 +262,7 @@ class FastEngine:
                                 self.mu.gb, self.logvar.gb)
         self._encoder_backward(x, ws)
 
-    def _decoder_backward(self, ws: _Workspace) -> None:
+    def _decoder_backward(self, ws: Workspace) -> None:
         """From dL/d(head outputs) in ``ws.heads`` (their bias gradients already in grads) to
         dL/dz in ``ws.dz``, every decoder gradient on the way."""
         h = ws.dec_h[-1] if self.dec else ws.z
@@ -339,7 +280,7 @@ class FastEngine:
             dh_in = ws.dec_h[i - 1] if i > 0 else ws.dz
             np.matmul(dh, layer.WT, out=dh_in)  # (DENSE-4)
 
-    def _encoder_backward(self, x, ws: _Workspace) -> None:
+    def _encoder_backward(self, x, ws: Workspace) -> None:
         """From dL/dmu, dL/dlogvar in ``ws.dmu``, ``ws.dlogvar`` (their bias gradients already
         in grads) to every encoder gradient."""
         h, J = (ws.enc_h[-1] if self.enc else x), self.J
@@ -361,7 +302,7 @@ class FastEngine:
             if i > 0:  # the first layer needs no dL/dx
                 np.matmul(dh, layer.WT, out=ws.enc_h[i - 1])  # (DENSE-4)
 
-    def _binary_weight_grad(self, g, layer: _Dense, ws: _Workspace) -> None:
+    def _binary_weight_grad(self, g, layer: DenseViews, ws: Workspace) -> None:
         """The first layer's x^T g for 0/1 x: row p of dW sums the rows of g = dL/da of the
         examples whose pixel p is 1 (DENSE-5), from the ones the forward pass listed."""
         ones = ws.ones
@@ -480,67 +421,6 @@ class FastEngine:
         if self.log_floor is not None:
             outs[1] = ops.logvar_floor_forward(outs[1], self.log_floor)[0]  # (GAU-4)
         return tuple(outs)
-
-
-class FastAdam(Adam):
-    """``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one.
-
-    Same constructor, state and bias correction; the result is bitwise the reference's.
-    """
-
-    def __init__(self, size: int, dtype="float32", lr: float = 1e-3, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float = 1e-8):
-        super().__init__(size, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps)
-        self._tmp = None  # the fused kernel needs no scratch buffer
-        # float32: the update split between BLAS's threads (kernels/pool.py), bitwise the same
-        self._scalars = np.empty(7, self.m.dtype)  # the kernel's scalars, for the pooled call
-        self._attach_pool()
-
-    def _attach_pool(self) -> None:
-        self.pool = (blas_pool.get() if self.m.dtype == np.float32
-                     and self.m.size >= blas_pool.MIN_POOLED else None)
-        self._task = None
-
-    def __getstate__(self) -> dict:
-        """Pickle and deepcopy: the pool (a handle into this process's BLAS) is not copied;
-        the copy finds its own (``__setstate__``)."""
-        state = dict(self.__dict__)
-        state.pop("pool", None)
-        state.pop("_task", None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._attach_pool()
-
-    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
-        m = self.m
-        if theta.shape != m.shape or grad.shape != m.shape:
-            raise ValueError(
-                f"theta {theta.shape} and grad {grad.shape} must both have the optimiser's "
-                f"shape {m.shape}"
-            )
-        if theta.dtype != m.dtype or grad.dtype != m.dtype:
-            raise ValueError(
-                f"theta is {theta.dtype} and grad {grad.dtype}; the optimiser was built for "
-                f"{m.dtype}"
-            )
-        self.t += 1
-        T = m.dtype.type  # scalars in the buffers' dtype, rounded as NumPy rounds them
-        b1, b2 = self.beta1, self.beta2
-        c1 = 1.0 - b1**self.t  # (ADAM-3): bias corrections, folded into two scalars
-        c2 = 1.0 - b2**self.t
-        scalars = (T(b1), T(1.0 - b1), T(b2), T(1.0 - b2), T(1.0 / math.sqrt(c2)), T(self.eps),
-                   T(self.lr / c1))
-        if self.pool is None:
-            kernels.adam_step(theta, grad, m, self.v, *scalars)
-            return
-        task = self._task
-        if task is None or task.theta is not theta or task.grad is not grad:
-            task = self._task = self.pool.adam(theta, grad, m, self.v, self._scalars)
-            task.theta, task.grad = theta, grad
-        self._scalars[:] = scalars
-        self.pool.run(task)
 
 
 FastEngine.Adam = FastAdam  # the optimiser that goes with this engine

@@ -26,7 +26,8 @@ PACKAGE = Path(numpyvae.__file__).resolve().parent
 RANK = {
     "errors": 0, "atomic": 0, "argtypes": 0, "config": 0, "ops": 0, "latent": 0, "schedules": 1,
     "idx": 1, "batches": 1, "data": 1, "layers": 1, "params": 1, "optim": 1, "kernels": 1,
-    "gradcheck": 1, "checkpoint": 2, "network": 2, "fast": 2, "engines": 3, "model": 4,
+    "gradcheck": 1, "checkpoint": 2, "network": 2, "fast": 2, "fast_adam": 2, "workspace": 2,
+    "engines": 3, "model": 4,
     "plots": 1, "evaluate": 5, "runs": 5, "training": 6, "pretrained": 6, "demo": 7, "reproduce": 7,
     "demo_window": 7, "exercises": 7, "cli": 8, "__init__": 9, "__main__": 9,
 }
