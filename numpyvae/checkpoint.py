@@ -47,7 +47,8 @@ class Checkpoint:
     """The verified contents of a checkpoint file."""
 
     config: VAEConfig
-    params: np.ndarray  # the flat parameter buffer, in ``layers.layout(config)`` order
+    params: np.ndarray  # every parameter, in ``layers.layout(config)`` order, each in C order
+    # (``params.Parameters.to_canonical``: the heads' side-by-side block is not in the file)
     optimizer: dict[str, np.ndarray] | None  # {"t"} (SGD) or {"t", "m", "v"} (Adam); None: absent
     rng: dict | None  # the model generator's bit_generator.state; None: absent
     train_state: dict  # the training loop's position and history ({} for a bare model)

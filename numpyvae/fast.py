@@ -89,10 +89,14 @@ class FastEngine:
 
         self.enc, self.dec = dense(layout.enc_hidden), dense(layout.dec_hidden)
         self.mu, self.logvar = dense(layout.enc_heads)
-        # [W_mu | W_logvar] and its gradient: the two heads as one product (copied from the
-        # parameters at every forward pass, so whatever changed them, it is current)
-        self.heads_W = np.empty((self.mu.W.shape[0], 2 * self.mu.W.shape[1]), self.dtype)
-        self.heads_gW = np.empty_like(self.heads_W)
+        # [W_mu | W_logvar] and its gradient: the two heads' weights are one block of the
+        # buffers (Parameters(..., side_by_side=layout.side_by_side())), so one product does both
+        mu_W = layout.enc_heads[0].W
+        if mu_W not in params.blocks or mu_W not in grads.blocks:
+            raise ValueError("params and grads must hold W_mu and W_logvar side by side: "
+                             "Parameters(layout.shapes(), dtype, "
+                             "side_by_side=layout.side_by_side()), as VAE builds them")
+        self.heads_W, self.heads_gW = params.blocks[mu_W], grads.blocks[mu_W]
         self.heads = dense([hd for hd in layout.dec_heads if hd.W is not None])  # the products
         # every decoder output's bias and its gradient (the shared log-variance is one alone)
         self.out_b = [params[hd.b] for hd in layout.dec_heads]
@@ -208,9 +212,6 @@ class FastEngine:
     def _heads_forward(self, h, ws: Workspace) -> None:
         """mu and logvar before their biases, side by side in ``ws.heads_out``: one product
         h @ [W_mu | W_logvar] (DENSE-1) instead of two (measured in bench_parts.py)."""
-        J = self.J
-        np.copyto(self.heads_W[:, :J], self.mu.W)
-        np.copyto(self.heads_W[:, J:], self.logvar.W)
         np.matmul(h, self.heads_W, out=ws.heads_out)
 
     def _decode_loss(self, x, ws: Workspace, head_bias_grads, weight=None) -> None:
@@ -283,10 +284,8 @@ class FastEngine:
     def _encoder_backward(self, x, ws: Workspace) -> None:
         """From dL/dmu, dL/dlogvar in ``ws.dmu``, ``ws.dlogvar`` (their bias gradients already
         in grads) to every encoder gradient."""
-        h, J = (ws.enc_h[-1] if self.enc else x), self.J
+        h = ws.enc_h[-1] if self.enc else x
         np.matmul(h.T, ws.dheads, out=self.heads_gW)  # (DENSE-2): both heads in one product
-        np.copyto(self.mu.gW, self.heads_gW[:, :J])
-        np.copyto(self.logvar.gW, self.heads_gW[:, J:])
         if not self.enc:
             return  # no input gradient for the data
         # (DENSE-4): dL/dh = dL/dmu W_mu^T + dL/dlogvar W_logvar^T, summed inside one product

@@ -76,19 +76,16 @@ def numerical_gradient(
     ``index``: optional sequence of flat indices to check (others stay 0 in the result).
     x is restored exactly after each probe.
     """
-    grad = np.zeros_like(x, dtype=np.float64)
-    flat_x = x.reshape(-1)  # a view: x must be contiguous or a view reshape would copy
-    if not np.shares_memory(flat_x, x):
-        raise ValueError("numerical_gradient needs an array whose reshape(-1) is a view")
-    flat_g = grad.reshape(-1)
-    for i in range(flat_x.size) if index is None else index:
-        old = flat_x[i]
-        flat_x[i] = old + h
+    grad = np.zeros(x.shape, dtype=np.float64)
+    for i in range(x.size) if index is None else index:
+        at = np.unravel_index(i, x.shape)  # any layout: a strided view of a block too
+        old = x[at]
+        x[at] = old + h
         f_plus = f()
-        flat_x[i] = old - h
+        x[at] = old - h
         f_minus = f()
-        flat_x[i] = old
-        flat_g[i] = (f_plus - f_minus) / (2.0 * h)
+        x[at] = old
+        grad[at] = (f_plus - f_minus) / (2.0 * h)
     return grad
 
 

@@ -84,6 +84,12 @@ class Layout:
             shapes[layer.b] = (layer.fan_out,)
         return shapes
 
+    def side_by_side(self) -> tuple[tuple[str, str], ...]:
+        """Weights stored as one block (``params.Parameters``): the latent heads' W_mu and
+        W_logvar, so that h @ [W_mu | W_logvar] is one matrix product."""
+        mu, logvar = self.enc_heads
+        return ((mu.W, logvar.W),)
+
     @property
     def size(self) -> int:
         """Number of scalars in all parameters."""

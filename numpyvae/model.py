@@ -81,7 +81,8 @@ class VAE:
         self.dtype = np.dtype(cfg.dtype)
         self.rng = np.random.default_rng(cfg.seed)
         self.layout = make_layout(cfg)
-        self.params = Parameters(self.layout.shapes(), self.dtype)
+        self.params = Parameters(self.layout.shapes(), self.dtype,
+                                 side_by_side=self.layout.side_by_side())
         self.grads = self.params.zeros_like()
         init = INITS[cfg.init]
         for layer in self.layout.layers:  # forward order; biases stay zero
@@ -298,18 +299,25 @@ class VAE:
     def save(self, path, train_state: dict | None = None, *, with_state: bool = True):
         """Save config and parameters to ``path`` (.npz, atomic), with the optimiser and RNG
         state (``with_state``, for resuming) and the training loop's ``train_state``."""
+        opt = self.optimizer.state() if with_state else None
+        if opt is not None and "m" in opt:  # files hold every buffer in canonical order
+            opt = {**opt, "m": self.params.to_canonical(opt["m"]),
+                   "v": self.params.to_canonical(opt["v"])}
         return write_checkpoint(
-            path, self.config, self.params.flat,
-            optimizer=self.optimizer.state() if with_state else None,
+            path, self.config, self.params.to_canonical(self.params.flat), optimizer=opt,
             rng=self.rng.bit_generator.state if with_state else None, train_state=train_state)
 
     @classmethod
     def from_checkpoint(cls, ck: Checkpoint, source="checkpoint") -> VAE:
         """The model a verified ``Checkpoint`` holds (optimiser and RNG state where present)."""
         vae = cls.from_config(ck.config)
-        vae.params.flat[...] = ck.params
+        vae.params.from_canonical(ck.params)  # files hold the canonical order
         if ck.optimizer is not None:
-            vae.optimizer.load_state(ck.optimizer)
+            opt = ck.optimizer
+            if "m" in opt:
+                opt = {**opt, "m": vae.params.from_canonical(opt["m"], np.empty_like(opt["m"])),
+                       "v": vae.params.from_canonical(opt["v"], np.empty_like(opt["v"]))}
+            vae.optimizer.load_state(opt)
         if ck.rng is not None:
             try:
                 vae.rng.bit_generator.state = ck.rng
