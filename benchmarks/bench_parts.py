@@ -15,6 +15,7 @@ Prints Markdown tables (see benchmarks/README.md, "The parts, and their floors")
    pooled call with nothing to do.
 4. The first layer on binarised MNIST: BLAS's products against the sums of rows (DENSE-5),
    serial and on BLAS's threads, at batch 8 to 512.
+   The same at batch 100 for 0/1 data with 5 % to 50 % ones (where the sums stop winning).
 5. A dynamically binarised batch: NumPy's passes against the fused kernel, and the draws.
 6. The two latent heads: two 500 -> 20 products against one 500 -> 40, forward and backward.
 7. Whether each float32 kernel's inner loop is vectorised (packed ymm/zmm instructions).
@@ -264,10 +265,10 @@ def binary_table(B: int, reps: int) -> list[tuple[str, float, float, float | Non
         pool.run(act) if pool else kernels.bias_softplus(h, b, d)
 
     def sums_forward():
-        kernels.binary_rows(x, cols, counts)
+        kernels.binary_rows(x, cols, counts, x.size)
         kernels.binary_bias_act(W, cols, counts, b, h, d, 0)
 
-    kernels.binary_rows(x, cols, counts)
+    kernels.binary_rows(x, cols, counts, x.size)
     out = [("forward: x @ W1, bias, softplus", median_time(blas_forward, as_in_a_step, reps),
             median_time(sums_forward, as_in_a_step, reps)),
            ("backward: x^T g", median_time(lambda: np.matmul(x.T, g, out=dW), as_in_a_step, reps),
@@ -280,6 +281,51 @@ def binary_table(B: int, reps: int) -> list[tuple[str, float, float, float | Non
     t_grad = pool.binary_grad(g, cols, counts, dW, starts, ptr, rows)
     return [(*out[0], median_time(lambda: pool.run(t_act), as_in_a_step, reps)),
             (*out[1], median_time(lambda: pool.run(t_grad), as_in_a_step, reps))]
+
+
+def density_table(reps: int) -> list[tuple[float, float, float, float, float]]:
+    """The first layer at batch 100 on random 0/1 data with a given share of ones: (share,
+    BLAS forward, sums forward, BLAS backward, sums backward) in seconds, the sums on BLAS's
+    threads where the pool exists (as the engine runs them), as in a step. Where the sums stop
+    winning is why the engine takes them only up to ``fast.MAX_ONES_FRACTION``."""
+    pool = blas_pool.get()
+    B, D, H = 100, 784, 500
+    rng = np.random.default_rng(1)
+    W, b = (0.05 * rng.standard_normal((D, H))).astype(F32), np.zeros(H, F32)
+    g, dW = rng.standard_normal((B, H), dtype=F32), np.empty((D, H), F32)
+    h, d = np.empty((B, H), F32), np.empty((B, H), F32)
+    cols, counts = np.empty((B, D), np.int32), np.empty(B, np.int64)
+    starts, ptr, rows = np.empty((8, B), np.int64), np.empty(D + 8, np.int64), np.empty(
+        B * D, np.int32)
+    flags = np.ones(8, np.int64)
+    flush, A, Wm, mo = (np.empty(8_000_000, F32), rng.random((100, 500), dtype=F32),
+                        rng.random((500, 500), dtype=F32), np.empty((100, 500), F32))
+
+    def as_in_a_step():
+        flush.fill(1.0)
+        np.matmul(A, Wm, out=mo)
+
+    def times(x):  # (BLAS forward, sums forward, BLAS backward, sums backward)
+        kernels.binary_rows(x, cols, counts, x.size)
+        if pool is not None:
+            act = pool.bias_act(kernels.bias_softplus, h, b, d)
+            t_act = pool.binary_act(kernels.bias_softplus, W, b, h, d, cols, counts, flags)
+            t_act.call[0] = x.ctypes.data
+            t_grad = pool.binary_grad(g, cols, counts, dW, starts, ptr, rows)
+            fns = (lambda: (np.matmul(x, W, out=h), pool.run(act)), lambda: pool.run(t_act),
+                   lambda: pool.run(t_grad))
+        else:
+            fns = (lambda: (np.matmul(x, W, out=h), kernels.bias_softplus(h, b, d)),
+                   lambda: (kernels.binary_rows(x, cols, counts, x.size),
+                            kernels.binary_bias_act(W, cols, counts, b, h, d, 0)),
+                   lambda: kernels.binary_weight_grad(g, cols, counts, 0, D, dW, starts[0],
+                                                      ptr, rows))
+        blas_f, sums_f, sums_b = (median_time(f, as_in_a_step, reps) for f in fns)
+        blas_b = median_time(lambda: np.matmul(x.T, g, out=dW), as_in_a_step, reps)
+        return blas_f, sums_f, blas_b, sums_b
+
+    return [(share, *times((rng.random((B, D)) < share).astype(F32)))
+            for share in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)]
 
 
 # --------------------------------------------------------------------------- data
@@ -455,6 +501,13 @@ def main(argv=None) -> None:
         for name, tb, ts, tp in binary_table(B, reps):
             pooled = f"{tp * 1e6:.1f}" if tp is not None else "-"
             print(f"| {B} | {name} | {tb * 1e6:.1f} | {ts * 1e6:.1f} | {pooled} |")
+
+    print("\n## The first layer at batch 100 on 0/1 data with more or fewer ones (us)\n")
+    print("| share of ones | forward, BLAS | forward, sums | backward, BLAS | backward, sums |\n"
+          "|---|---|---|---|---|")
+    for share, fb, fs, bb, bs in density_table(reps):
+        print(f"| {share:.2f} | {fb * 1e6:.1f} | {fs * 1e6:.1f} | {bb * 1e6:.1f} | "
+              f"{bs * 1e6:.1f} |")
 
     print("\n## A dynamically binarised batch of 100 (us)\n")
     print("| part | us |\n|---|---|")

@@ -44,6 +44,10 @@ ACTIVATION_KERNELS = {
     "tanh": kernels.bias_tanh,
 }
 MAX_WORKSPACES = 4  # batch sizes whose buffers are kept (training size, last batch, eval, ...)
+# 0/1 batches with ones in more than this share of their values take BLAS: the sums of rows
+# cost in proportion to the ones, BLAS does not (bench_parts.py: at batch 100 the sums are 3x
+# faster at MNIST's 13 %, 1.3x at 25 %, as slow as BLAS at 35-40 %)
+MAX_ONES_FRACTION = 0.25
 
 
 class FastEngine:
@@ -176,9 +180,10 @@ class FastEngine:
         return self._hidden(x, self.enc, ws.enc_h, ws.enc_d, ws.tasks)
 
     def _binary_first_layer(self, x, ws: Workspace) -> bool:
-        """If x is 0/1: the first layer's activation and derivative into ``ws.enc_h[0]``,
-        ``ws.enc_d[0]``, with x W summed from the rows of W at x's ones (DENSE-5) instead of a
-        product, and True. Else (or switched off) False, with nothing done."""
+        """If x is 0/1, with ones in at most ``MAX_ONES_FRACTION`` of its values: the first
+        layer's activation and derivative into ``ws.enc_h[0]``, ``ws.enc_d[0]``, with x W summed
+        from the rows of W at x's ones (DENSE-5) instead of a product, and True. Else (or
+        switched off) False, and the caller takes BLAS."""
         if (not self.binary_input or not self.enc or x.dtype != self.dtype
                 or not x.flags.c_contiguous):
             return False
@@ -187,7 +192,8 @@ class FastEngine:
             ws.ones = Ones(*x.shape, self.pool.max_threads if self.pool else 1)
         ones = ws.ones
         if self.pool is None or len(h) < blas_pool.MIN_POOLED_ROWS:
-            if not kernels.binary_rows(x, ones.cols, ones.counts):
+            if not kernels.binary_rows(x, ones.cols, ones.counts,
+                                       int(MAX_ONES_FRACTION * x.size)):
                 return False
             self.binary_activate(layer.W, ones.cols, ones.counts, layer.b, h, dact, self.act_code)
             return True
@@ -195,7 +201,7 @@ class FastEngine:
         if task is None:
             task = ws.tasks["binary_act"] = self.pool.binary_act(
                 ACTIVATION_KERNELS[self.layout.activation], layer.W, layer.b, h, dact, ones.cols,
-                ones.counts, ones.flags)
+                ones.counts, ones.flags, MAX_ONES_FRACTION)
         ones.flags.fill(1)
         task.call[0] = x.ctypes.data
         self.pool.run(task)

@@ -38,7 +38,7 @@ def rel_err(got, want):
 def listed(x):
     B, D = x.shape
     cols, counts = np.full((B, D), -1, np.int32), np.full(B, -1, np.int64)
-    assert kernels.binary_rows(x, cols, counts)
+    assert kernels.binary_rows(x, cols, counts, x.size)
     return cols, counts
 
 
@@ -60,10 +60,20 @@ def test_binary_rows_refuses_anything_but_zero_and_one(dtype, bad):
     takes BLAS). -0.0 is a zero."""
     x = ones_and_zeros(6, 30, 0.3, dtype)
     x[4, 29] = bad
-    assert not kernels.binary_rows(x, np.empty((6, 30), np.int32), np.empty(6, np.int64))
+    assert not kernels.binary_rows(x, np.empty((6, 30), np.int32), np.empty(6, np.int64), x.size)
     x[4, 29] = -0.0
     cols, counts = listed(x)
     assert 29 not in cols[4, :counts[4]]
+
+
+def test_binary_rows_stops_past_max_ones():
+    """0/1 data with more ones than max_ones is refused (the engine then takes BLAS, which is
+    as fast once a third or so of the values are ones)."""
+    x = np.zeros((4, 10))
+    x[:, :3] = 1  # 12 ones
+    cols, counts = np.empty((4, 10), np.int32), np.empty(4, np.int64)
+    assert kernels.binary_rows(x, cols, counts, 12)
+    assert not kernels.binary_rows(x, cols, counts, 11)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -189,11 +199,13 @@ def engine_pair(dtype, hidden=(24, 16), decoder="bernoulli", D=40, objective="el
 def test_engine_takes_the_sums_for_0_1_data_and_equals_the_reference(dtype, decoder, B):
     """(DENSE-5) (ELBO-3) on 0/1 data the fused step uses the sums (ws.x_is_binary; the
     weight gradient from 16 rows on, below it BLAS's) and its loss and every gradient equal
-    network.forward_backward's; grey data takes BLAS."""
+    network.forward_backward's; grey data, and 0/1 data with more than a quarter ones
+    (fast.MAX_ONES_FRACTION), take BLAS."""
     vae, engine = engine_pair(dtype, decoder=decoder)
     rng = np.random.default_rng(6)
     eps = rng.standard_normal((B, 4)).astype(dtype)
-    for X, binary in [(ones_and_zeros(B, 40, 0.2, dtype), True),
+    for X, binary in [(ones_and_zeros(B, 40, 0.15, dtype), True),
+                      (ones_and_zeros(B, 40, 0.6, dtype), False),  # dense 0/1: BLAS
                       (rng.random((B, 40)).astype(dtype), False)]:
         loss = engine.forward_backward(X, eps, 0.8)
         assert engine._workspaces[B].x_is_binary is binary
@@ -207,7 +219,7 @@ def test_engine_takes_the_sums_for_0_1_data_and_equals_the_reference(dtype, deco
 def test_k_samples_take_the_sums_too(objective):
     """(DENSE-5) (IWAE-6) the k-sample step's encoder on 0/1 data, against the reference."""
     vae, engine = engine_pair("float64", objective=objective)
-    X = ones_and_zeros(20, 40, 0.25, np.float64)
+    X = ones_and_zeros(20, 40, 0.15, np.float64)
     eps = np.random.default_rng(7).standard_normal((3, 20, 4))
     loss = engine.forward_backward(X, eps)
     assert engine._workspaces[20].x_is_binary

@@ -110,16 +110,17 @@ def _bernoulli_chunk(a):
 
 @cfunc(_ARGS, **_TRAMPOLINE)
 def _binary_act_chunk(a):
-    """a = [call, W, b, h, dact, cols, counts, flag, rows, D, H, first row, act]: on this
-    chunk's rows of x, ``binary.binary_rows`` then ``binary.binary_bias_act`` (DENSE-5)
-    (DENSE-1) (ACT-*). ``call`` points at x's address, written by the caller before each run;
-    ``flag`` gets 1 if the rows were 0/1 (and h, dact are done), else 0."""
+    """a = [call, W, b, h, dact, cols, counts, flag, rows, D, H, first row, act, max ones]:
+    on this chunk's rows of x, ``binary.binary_rows`` then ``binary.binary_bias_act``
+    (DENSE-5) (DENSE-1) (ACT-*). ``call`` points at x's address, written by the caller before
+    each run; ``flag`` gets 1 if the rows were 0/1 with at most ``max ones`` ones (and h, dact
+    are done), else 0."""
     rows, D, H = a[8], a[9], a[10]
     x = carray(_f32(carray(_i64(a[0]), (1,))[0] + 4 * a[11] * D), (rows, D))
     cols, counts = carray(_i32(a[5]), (rows, D)), carray(_i64(a[6]), (rows,))
     flag = carray(_i64(a[7]), (1,))
     flag[0] = 0
-    if binary_rows(x, cols, counts):
+    if binary_rows(x, cols, counts, a[13]):
         binary_bias_act(carray(_f32(a[1]), (D, H)), cols, counts, carray(_f32(a[2]), (H,)),
                         carray(_f32(a[3]), (rows, H)), carray(_f32(a[4]), (rows, H)), a[12])
         flag[0] = 1
@@ -244,10 +245,12 @@ class BlasPool:
         return task
 
 
-    def binary_act(self, kernel, W, b, h, dact, cols, counts, flags) -> Task:
+    def binary_act(self, kernel, W, b, h, dact, cols, counts, flags,
+                   max_fraction: float = 1.0) -> Task:
         """``binary.binary_rows`` + ``binary.binary_bias_act`` with ``kernel``'s activation on
         (B, D) 0/1 rows of x, split by rows; chunk i reports in flags[i] (1: its rows were
-        0/1). Before each run: ``task.call[0] = x.ctypes.data`` (x C-contiguous float32)."""
+        0/1, with ones in at most ``max_fraction`` of their values). Before each run:
+        ``task.call[0] = x.ctypes.data`` (x C-contiguous float32)."""
         B, H = h.shape
         D = W.shape[0]
         call = np.zeros(1, np.int64)
@@ -255,7 +258,8 @@ class BlasPool:
             [call.ctypes.data, W.ctypes.data, b.ctypes.data, h.ctypes.data + 4 * lo * H,
              dact.ctypes.data + 4 * lo * H, cols.ctypes.data + 4 * lo * D,
              counts.ctypes.data + 8 * lo, flags.ctypes.data + 8 * i, hi - lo, D, H, lo,
-             _CODES[kernel]] for i, (lo, hi) in enumerate(self._row_ranges(B, n))],
+             _CODES[kernel], int(max_fraction * (hi - lo) * D)]
+            for i, (lo, hi) in enumerate(self._row_ranges(B, n))],
             (W, b, h, dact, cols, counts, flags, call))
         task.call = call
         return task
