@@ -78,7 +78,7 @@ class FastEngine:
         self.grads = grads
         self.dtype = np.dtype(params.dtype)
         self.activate = ACTIVATION_KERNELS[layout.activation]
-        self.binary_activate = kernels.binary_bias_act  # the same after (DENSE-5)
+        self.binary_activate = kernels.binary_bias_act  # sums of rows (DENSE-5) + activation
         self.act_code = kernels.ACTIVATION_CODES[layout.activation]
         # float32 kernels run on BLAS's own threads where that works (kernels/pool.py); the
         # results are bitwise the serial ones. None: every kernel serial.
@@ -311,7 +311,7 @@ class FastEngine:
         """The first layer's x^T g for 0/1 x: row p of dW sums the rows of g = dL/da of the
         examples whose pixel p is 1 (DENSE-5), from the ones the forward pass listed."""
         ones = ws.ones
-        if self.pool is None or len(g) < blas_pool.MIN_POOLED_ROWS:
+        if self.pool is None:  # (the caller takes BLAS below MIN_POOLED_ROWS rows)
             kernels.binary_weight_grad(g, ones.cols, ones.counts, 0, layer.W.shape[0], layer.gW,
                                        ones.starts[0], ones.ptr, ones.rows)
             return
