@@ -18,7 +18,9 @@ Prints Markdown tables (see benchmarks/README.md, "The parts, and their floors")
    The same at batch 100 for 0/1 data with 5 % to 50 % ones (where the sums stop winning).
 5. A dynamically binarised batch: NumPy's passes against the fused kernel, and the draws.
 6. The two latent heads: two 500 -> 20 products against one 500 -> 40, forward and backward.
-7. Whether each float32 kernel's inner loop is vectorised (packed ymm/zmm instructions).
+7. Input gradients G W^T (DENSE-4) straight, or computed transposed and transposed back, at
+   batch 16 to 512.
+8. Whether each float32 kernel's inner loop is vectorised (packed ymm/zmm instructions).
 
 Each figure is the median over repeated timings; compare ratios within one run only.
 """
@@ -41,7 +43,7 @@ from numba import carray, cfunc, njit, prange
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from numpyvae import kernels  # noqa: E402
+from numpyvae import fast, kernels  # noqa: E402
 from numpyvae.kernels import pool as blas_pool  # noqa: E402
 from numpyvae.kernels.pool import _ARGS, _f32  # noqa: E402  (the trampolines' building blocks)
 
@@ -435,6 +437,42 @@ def heads_table(B: int, reps: int) -> list[tuple[str, float, float]]:
              median_time(one_bwd, reps=reps), median_time(copied_bwd, reps=reps))]
 
 
+# --------------------------------------------------------------------------- input gradients
+def input_grad_table(reps: int) -> list[tuple[int, int, float, float, bool]]:
+    """(DENSE-4) as a step makes it, then the layer below's backward_bias: dL/dh = G W^T
+    straight into (B, H), against W G^T into (H, B) transposed back by
+    ``backward_bias_transposed`` (what ``fast`` does below ``TRANSPOSED_MAX_ROWS`` rows).
+    Rows: (batch, columns of G, direct s, transposed s, bitwise the same)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    H = 500
+    for K in (40, 128, 256, 500, 784):
+        W = (rng.standard_normal((H, K)) * 0.05).astype(F32)
+        for B in (16, 32, 64, 100, 128, 256, 512):
+            g = rng.standard_normal((B, K)).astype(F32)
+            dact = rng.random((B, H), dtype=F32)
+            dh, dh_t, db = np.empty((B, H), F32), np.empty((H, B), F32), np.empty(H, F32)
+
+            def direct(g=g, W=W, dh=dh, dact=dact, db=db):
+                np.matmul(g, W.T, out=dh)
+                kernels.backward_bias(dh, dact, db)
+
+            def transposed(g=g, W=W, dh=dh, dh_t=dh_t, dact=dact, db=db):
+                np.matmul(W, g.T, out=dh_t)
+                kernels.backward_bias_transposed(dh_t, dact, db, dh)
+            direct()
+            first = dh.copy(), db.copy()
+            transposed()
+            same = np.array_equal(first[0], dh) and np.array_equal(first[1], db)
+            times = {"d": [], "t": []}
+            for _ in range(3):  # alternating, median of medians
+                times["d"].append(median_time(direct, reps=reps))
+                times["t"].append(median_time(transposed, reps=reps))
+            rows.append((B, K, statistics.median(times["d"]), statistics.median(times["t"]),
+                         same))
+    return rows
+
+
 # --------------------------------------------------------------------------- vectorisation
 VECTORISE = """
 import re, sys, numpy as np
@@ -528,6 +566,19 @@ def main(argv=None) -> None:
     print("| pass | two products | one product | one product, with copies |\n|---|---|---|---|")
     for name, two, one, copied in heads_table(100, reps * 5):
         print(f"| {name} | {two * 1e6:.1f} | {one * 1e6:.1f} | {copied * 1e6:.1f} |")
+
+    print("\n## Input gradients: G W^T, or W G^T transposed back (us)\n")
+    print("dL/dh = G W^T (DENSE-4) for a layer of 500 units, then the layer below's "
+          "backward_bias, as a step does them: straight into (B, 500), or computed transposed, "
+          "W G^T, and transposed back (``kernels.backward_bias_transposed``). The engine takes "
+          "the second below ``fast.TRANSPOSED_MAX_ROWS`` = "
+          f"{fast.TRANSPOSED_MAX_ROWS} rows for G of at least ``TRANSPOSED_MIN_COLS`` = "
+          f"{fast.TRANSPOSED_MIN_COLS} columns.\n")
+    print("| batch | columns of G | G W^T | W G^T, transposed back | speed-up | bitwise |\n"
+          "|---|---|---|---|---|---|")
+    for B, K, td, tt, same in input_grad_table(reps):
+        print(f"| {B} | {K} | {td * 1e6:.1f} | {tt * 1e6:.1f} | {td / tt:.2f}x | "
+              f"{'yes' if same else 'no'} |")
 
     print("\n## Vectorised? (float32 kernels: packed ymm/zmm instructions, scalar ones, calls)\n")
     print("| kernel | packed | scalar | calls |\n|---|---|---|---|")

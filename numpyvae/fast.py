@@ -14,7 +14,9 @@ tests compare every gradient), but
 * the two latent heads are one product, h @ [W_mu | W_logvar], and so are their gradients;
 * on 0/1 data (binarised MNIST) the first layer's two products are sums of rows of W and of
   dL/da at the data's ones (DENSE-5, ``kernels.binary``): an eighth of the additions and no
-  multiplication. Every batch is checked; any other value takes BLAS.
+  multiplication. Every batch is checked; any other value takes BLAS;
+* for small batches an input gradient G W^T (DENSE-4) is computed as W G^T, which OpenBLAS does
+  faster, and transposed back by the kernel that follows it: the same numbers.
 
 The buffers are in ``numpyvae.workspace``. ``FastAdam`` (``numpyvae.fast_adam``) is
 ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one. It runs once
@@ -48,6 +50,13 @@ MAX_WORKSPACES = 4  # batch sizes whose buffers are kept (training size, last ba
 # cost in proportion to the ones, BLAS does not (bench_parts.py: at batch 100 the sums are 3x
 # faster at MNIST's 13 %, 1.3x at 25 %, as slow as BLAS at 35-40 %)
 MAX_ONES_FRACTION = 0.25
+# dL/dh = G W^T (DENSE-4) for G of fewer rows than TRANSPOSED_MAX_ROWS and at least
+# TRANSPOSED_MIN_COLS columns is computed transposed, W G^T, then transposed back: OpenBLAS is
+# faster that way round by more than the transposition costs (bench_parts.py, "Input
+# gradients", this machine: 1.2-1.5x for 784 columns at batch 32-100, 1.08x for 500 at 64-100;
+# slower for 256 columns or fewer, and from 128 rows for 500)
+TRANSPOSED_MAX_ROWS = 128
+TRANSPOSED_MIN_COLS = 400
 
 
 class FastEngine:
@@ -276,16 +285,25 @@ class FastEngine:
         douts = ws.heads[: len(self.heads)]  # not the shared log-variance: it reads no h
         for dout, head in zip(douts, self.heads, strict=True):
             np.matmul(h.T, dout, out=head.gW)  # (DENSE-2)
-        # h is dead now: its buffer receives dL/dh
-        dh = ws.dec_h[-1] if self.dec else ws.dz
-        self._input_grad(douts, self.heads, dh, ws)
+        if not self.dec:
+            self._input_grad(douts, self.heads, ws.dz, ws)
+            return
+        # h is dead now: its buffer receives dL/dh, then dL/da
+        if len(douts) == 1:
+            self._grad_below(douts[0], self.heads[0].W, self.dec[-1], ws.dec_h[-1],
+                             ws.dec_d[-1], ws)
+        else:
+            self._input_grad(douts, self.heads, ws.dec_h[-1], ws)
+            kernels.backward_bias(ws.dec_h[-1], ws.dec_d[-1], self.dec[-1].gb)
         for i in reversed(range(len(self.dec))):
-            layer, dh = self.dec[i], ws.dec_h[i]
-            kernels.backward_bias(dh, ws.dec_d[i], layer.gb)  # now dL/da
+            layer, g = self.dec[i], ws.dec_h[i]  # g: dL/da
             h_in = ws.dec_h[i - 1] if i > 0 else ws.z
-            np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
-            dh_in = ws.dec_h[i - 1] if i > 0 else ws.dz
-            np.matmul(dh, layer.WT, out=dh_in)  # (DENSE-4)
+            np.matmul(h_in.T, g, out=layer.gW)  # (DENSE-2)
+            if i > 0:
+                self._grad_below(g, layer.W, self.dec[i - 1], ws.dec_h[i - 1], ws.dec_d[i - 1],
+                                 ws)
+            else:
+                np.matmul(g, layer.WT, out=ws.dz)  # (DENSE-4)
 
     def _encoder_backward(self, x, ws: Workspace) -> None:
         """From dL/dmu, dL/dlogvar in ``ws.dmu``, ``ws.dlogvar`` (their bias gradients already
@@ -295,17 +313,34 @@ class FastEngine:
         if not self.enc:
             return  # no input gradient for the data
         # (DENSE-4): dL/dh = dL/dmu W_mu^T + dL/dlogvar W_logvar^T, summed inside one product
-        np.matmul(ws.dheads, self.heads_W.T, out=ws.enc_h[-1])
+        self._grad_below(ws.dheads, self.heads_W, self.enc[-1], ws.enc_h[-1], ws.enc_d[-1], ws)
         for i in reversed(range(len(self.enc))):
-            layer, dh = self.enc[i], ws.enc_h[i]
-            kernels.backward_bias(dh, ws.enc_d[i], layer.gb)
+            layer, g = self.enc[i], ws.enc_h[i]  # g: dL/da
             if i == 0 and ws.x_is_binary and len(x) >= blas_pool.MIN_POOLED_ROWS:
-                self._binary_weight_grad(dh, layer, ws)  # (DENSE-5)
+                self._binary_weight_grad(g, layer, ws)  # (DENSE-5)
             else:  # (below 16 rows BLAS's x^T g is as fast: bench_parts.py)
                 h_in = ws.enc_h[i - 1] if i > 0 else x
-                np.matmul(h_in.T, dh, out=layer.gW)  # (DENSE-2)
+                np.matmul(h_in.T, g, out=layer.gW)  # (DENSE-2)
             if i > 0:  # the first layer needs no dL/dx
-                np.matmul(dh, layer.WT, out=ws.enc_h[i - 1])  # (DENSE-4)
+                self._grad_below(g, layer.W, self.enc[i - 1], ws.enc_h[i - 1], ws.enc_d[i - 1],
+                                 ws)
+
+    def _grad_below(self, g, W, below: DenseViews, dh, dact, ws: Workspace) -> None:
+        """dL/da of the hidden layer ``below`` into dh (its activation buffer, dead by now) and
+        its bias gradient: dL/dh = g W^T (DENSE-4), times its activation's derivative dact,
+        summed over rows (``kernels.backward_bias``).
+
+        For g of fewer than ``TRANSPOSED_MAX_ROWS`` rows (and not too few columns) the product
+        is computed transposed, W g^T, and the kernel transposes it back: the same numbers
+        (bitwise, with OpenBLAS 0.3.31: each element is the same dot product), and OpenBLAS
+        computes it faster that way round for few rows (``bench_parts.py``, "Input gradients")."""
+        if g.shape[0] < TRANSPOSED_MAX_ROWS and g.shape[1] >= TRANSPOSED_MIN_COLS:
+            dh_t = ws.transposed_of(dh.shape[::-1])
+            np.matmul(W, g.T, out=dh_t)  # (DENSE-4), transposed: (g W^T)^T = W g^T
+            kernels.backward_bias_transposed(dh_t, dact, below.gb, dh)
+        else:
+            np.matmul(g, W.T, out=dh)  # (DENSE-4)
+            kernels.backward_bias(dh, dact, below.gb)
 
     def _binary_weight_grad(self, g, layer: DenseViews, ws: Workspace) -> None:
         """The first layer's x^T g for 0/1 x: row p of dW sums the rows of g = dL/da of the

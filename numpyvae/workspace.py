@@ -37,6 +37,7 @@ class Workspace:
         self.tmp = e(D)  # one row of per-pixel loss terms
         self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
         self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
+        self.transposed = e(B * max([1, *enc, *dec]))  # an input gradient computed transposed
         self.tasks: dict = {}  # pooled kernel calls on these buffers (kernels.pool.Task)
         self.ones: Ones | None = None  # where 0/1 data is 1 (DENSE-5), made on first use
         self.x_is_binary = False  # the last forward pass took the first layer from x's ones
@@ -47,6 +48,9 @@ class Workspace:
 
     def second_of(self, shape) -> np.ndarray:
         return self.second[: shape[0] * shape[1]].reshape(shape)
+
+    def transposed_of(self, shape) -> np.ndarray:
+        return self.transposed[: shape[0] * shape[1]].reshape(shape)
 
 
 class Ones:

@@ -66,6 +66,47 @@ def test_engine_equals_reference(dtype, decoder, activation, hidden):
         compare_with_reference(vae, X, eps, beta=0.7)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
+def test_input_gradients_computed_transposed_or_not(monkeypatch, dtype, decoder):
+    """(DENSE-4) dL/dh = G W^T, computed straight or as W G^T transposed back
+    (``kernels.backward_bias_transposed``): both equal network.forward_backward, and each other
+    to rounding. The model's layers are narrower than the engine's thresholds, so these are
+    lowered: every input gradient of a hidden layer takes the path under test."""
+    from numpyvae import fast
+    results = []
+    for max_rows in (0, 10**6):  # never transposed; always (where the layer below is hidden)
+        monkeypatch.setattr(fast, "TRANSPOSED_MAX_ROWS", max_rows)
+        monkeypatch.setattr(fast, "TRANSPOSED_MIN_COLS", 1)
+        vae = make_vae(decoder, "softplus", dtype, (24, 16, 12))
+        for B in (1, 7, 100):
+            X, eps = batch(decoder, B, 40, dtype, seed=B)
+            compare_with_reference(vae, X, eps, beta=0.7)
+        results.append(vae.grads.flat.copy())
+    scale = np.abs(results[0]).max()
+    assert np.abs(results[0] - results[1]).max() <= GRAD_TOL[dtype] * scale
+
+
+def test_seed_model_takes_the_transposed_input_gradients_below_128_rows(monkeypatch):
+    """The seed model at batch 100 computes its three wide input gradients (DENSE-4) as W G^T
+    (784 and 500 columns; not the latent heads' 40), and at batch 128 none."""
+    from numpyvae import fast, kernels
+    calls = []
+    real = kernels.backward_bias_transposed
+
+    def counting(dh_t, *args):
+        calls.append(dh_t.shape)
+        return real(dh_t, *args)
+    monkeypatch.setattr(fast.kernels, "backward_bias_transposed", counting)
+    vae = VAE(backend="numba", seed=0)
+    u = np.random.default_rng(0).random((128, 784))
+    vae.step((u[:100] < 0.13).astype(np.float32))
+    assert calls == [(500, 100)] * 3
+    calls.clear()
+    vae.step((u < 0.13).astype(np.float32))
+    assert calls == []
+
+
 @pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
 def test_separate_decoder_widths(decoder):
     """(DENSE-1..4) an encoder without hidden layers and a one-layer decoder, and the reverse."""
@@ -158,16 +199,22 @@ def test_fast_adam_state_round_trip():
         a.step(theta.astype(np.float64), grad.astype(np.float64))
 
 
-@pytest.mark.parametrize("ones", [0.13, 0.3, None])
-def test_training_step_allocates_no_batch_sized_array(ones):
+@pytest.mark.parametrize("ones", [0.13, 0.3, None, "transposed"])
+def test_training_step_allocates_no_batch_sized_array(monkeypatch, ones):
     """After warm-up, vae.step on the seed model (784-500-500-20, float32, B = 4096) allocates
     no array with B elements or more: the peak of traced memory during every step stays below
     B * 4 bytes. NumPy reports its buffers to tracemalloc; what remains is a step's Python
     bookkeeping (views such as W.T, floats, tuples), measured at ~0.8 KB for any B, with a
     one-off ~3 KB (an interpreter cache filling) seen once: a large B keeps that far below
     the size of any batch-sized array. (DENSE-5) Binarised data with 13 % ones takes the
-    first layer's sums, with 30 % and grey values BLAS: every path is checked."""
+    first layer's sums, with 30 % and grey values BLAS; "transposed": the input gradients
+    (DENSE-4) computed as W G^T (below 128 rows in training, forced here): every path is
+    checked."""
+    from numpyvae import fast
     B = 4096
+    if ones == "transposed":
+        monkeypatch.setattr(fast, "TRANSPOSED_MAX_ROWS", B + 1)
+        ones = 0.13
     vae = VAE(backend="numba", seed=0)
     u = np.random.default_rng(0).random((B, 784))
     X = (u if ones is None else u < ones).astype(np.float32)

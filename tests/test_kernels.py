@@ -171,6 +171,24 @@ def test_backward_bias(dtype, act):
     np.testing.assert_array_equal(db, ref_db)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (17, 23), (100, 500), (127, 33)])
+def test_backward_bias_transposed_is_backward_bias_of_the_transpose(dtype, shape):
+    """(DENSE-4) computed transposed, W G^T of shape (H, B), then (ACT-2) (DENSE-3): the
+    kernel writes dL/da and the bias gradient bitwise as backward_bias does on its transpose,
+    the (B, H) input gradient G W^T."""
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    B, H = shape
+    dh_t = rng.normal(0, 1, (H, B)).astype(dtype)
+    dact = rng.random((B, H)).astype(dtype)
+    ref, ref_db = dh_t.T.copy(), np.empty(H, dtype)
+    kernels.backward_bias(ref, dact, ref_db)
+    dh, db = np.full((B, H), np.nan, dtype), np.full(H, np.nan, dtype)
+    kernels.backward_bias_transposed(dh_t, dact, db, dh)
+    np.testing.assert_array_equal(dh, ref)
+    np.testing.assert_array_equal(db, ref_db)
+
+
 # --------------------------------------------------------------------------- losses
 def _bernoulli(logits, b, x):
     B, D = logits.shape

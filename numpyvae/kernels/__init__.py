@@ -15,6 +15,7 @@ from .fused import (
     ACTIVATION_CODES,
     adam_step,
     backward_bias,
+    backward_bias_transposed,
     bernoulli_loss_grad,
     bernoulli_rows,
     bias_act,
@@ -35,7 +36,8 @@ from .vmath import exp_array, log1p_array, tanh_array, vexp, vlog1p, vtanh
 __all__ = [
     "ACTIVATION_CODES", "binary_bias_act", "binary_rows", "binary_weight_grad", "bias_act",
     "gather_binarize",
-    "adam_step", "backward_bias", "bernoulli_loss_grad", "bias_relu", "bias_softplus",
+    "adam_step", "backward_bias", "backward_bias_transposed",
+    "bernoulli_loss_grad", "bias_relu", "bias_softplus",
     "bias_tanh", "bernoulli_rows", "column_sum", "gaussian_floor_loss_grad",
     "gaussian_loss_grad", "iwae_weights",
     "latent_backward", "latent_backward_k", "latent_forward", "latent_forward_k", "mean64",

@@ -139,6 +139,19 @@ def backward_bias(dh, dact, db):
             db[j] += g  # (DENSE-3)
 
 
+@njit(**JIT)
+def backward_bias_transposed(dh_t, dact, db, dh):
+    """``backward_bias`` for an input gradient that arrives transposed: dh_t (H, B) is
+    (dL/dh)^T = W G^T, the transposed form of (DENSE-4) (``numpyvae.fast`` takes it for small
+    batches, where BLAS computes it faster). Writes dh (B, H) = dL/da = dh_t^T * dact and db,
+    bitwise what ``backward_bias`` gives for dh = dh_t^T: (ACT-2) (ACT-5) (ACT-6) (DENSE-3).
+    """
+    for i in range(dh.shape[0]):
+        for j in range(dh.shape[1]):
+            dh[i, j] = dh_t[j, i]  # (DENSE-4): dL/dh = (W G^T)^T
+    backward_bias(dh, dact, db)  # (ACT-*) (DENSE-3)
+
+
 # =========================================================================== losses
 @njit(**JIT_FMA)
 def bernoulli_loss_grad(logits, b, x, inv_b, loss, db, tmp):
