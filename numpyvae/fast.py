@@ -15,8 +15,8 @@ tests compare every gradient), but
 * on 0/1 data (binarised MNIST) the first layer's two products are sums of rows of W and of
   dL/da at the data's ones (DENSE-5, ``kernels.binary``): an eighth of the additions and no
   multiplication. Every batch is checked; any other value takes BLAS;
-* for small batches an input gradient G W^T (DENSE-4) is computed as W G^T, which OpenBLAS does
-  faster, and transposed back by the kernel that follows it: the same numbers.
+* for small float32 batches an input gradient G W^T (DENSE-4) is computed as W G^T, which
+  OpenBLAS does faster, and transposed back by the kernel that follows it: the same numbers.
 
 The buffers are in ``numpyvae.workspace``. ``FastAdam`` (``numpyvae.fast_adam``) is
 ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one. It runs once
@@ -50,7 +50,7 @@ MAX_WORKSPACES = 4  # batch sizes whose buffers are kept (training size, last ba
 # cost in proportion to the ones, BLAS does not (bench_parts.py: at batch 100 the sums are 3x
 # faster at MNIST's 13 %, 1.3x at 25 %, as slow as BLAS at 35-40 %)
 MAX_ONES_FRACTION = 0.25
-# dL/dh = G W^T (DENSE-4) for G of fewer rows than TRANSPOSED_MAX_ROWS and at least
+# float32: dL/dh = G W^T (DENSE-4) for G of fewer rows than TRANSPOSED_MAX_ROWS and at least
 # TRANSPOSED_MIN_COLS columns is computed transposed, W G^T, then transposed back: OpenBLAS is
 # faster that way round by more than the transposition costs (bench_parts.py, "Input
 # gradients", this machine: 1.2-1.5x for 784 columns at batch 32-100, 1.08x for 500 at 64-100;
@@ -330,11 +330,14 @@ class FastEngine:
         its bias gradient: dL/dh = g W^T (DENSE-4), times its activation's derivative dact,
         summed over rows (``kernels.backward_bias``).
 
-        For g of fewer than ``TRANSPOSED_MAX_ROWS`` rows (and not too few columns) the product
-        is computed transposed, W g^T, and the kernel transposes it back: the same numbers
-        (bitwise, with OpenBLAS 0.3.31: each element is the same dot product), and OpenBLAS
-        computes it faster that way round for few rows (``bench_parts.py``, "Input gradients")."""
-        if g.shape[0] < TRANSPOSED_MAX_ROWS and g.shape[1] >= TRANSPOSED_MIN_COLS:
+        In float32, for g of fewer than ``TRANSPOSED_MAX_ROWS`` rows (and not too few columns),
+        the product is computed transposed, W g^T, and the kernel transposes it back: OpenBLAS
+        computes it faster that way round for few rows (``bench_parts.py``, "Input gradients"),
+        and each element is the same dot product (with OpenBLAS 0.3.31's float32 kernels, the
+        same bits; its float64 kernels round the two ways differently, so float64, which is for
+        gradient checks, keeps G W^T)."""
+        if (self.dtype == np.float32 and g.shape[0] < TRANSPOSED_MAX_ROWS
+                and g.shape[1] >= TRANSPOSED_MIN_COLS):
             dh_t = ws.transposed_of(dh.shape[::-1])
             np.matmul(W, g.T, out=dh_t)  # (DENSE-4), transposed: (g W^T)^T = W g^T
             kernels.backward_bias_transposed(dh_t, dact, below.gb, dh)
