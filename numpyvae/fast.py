@@ -53,8 +53,8 @@ MAX_ONES_FRACTION = 0.25
 # float32: dL/dh = G W^T (DENSE-4) for G of fewer rows than TRANSPOSED_MAX_ROWS and at least
 # TRANSPOSED_MIN_COLS columns is computed transposed, W G^T, then transposed back: OpenBLAS is
 # faster that way round by more than the transposition costs (bench_parts.py, "Input
-# gradients", this machine: 1.2-1.5x for 784 columns at batch 32-100, 1.08x for 500 at 64-100;
-# slower for 256 columns or fewer, and from 128 rows for 500)
+# gradients", this machine: 1.1-1.5x for 784 columns at batch 32-100, 1.1x for 500 at 64-100;
+# about even or slower for 256 columns or fewer, and from 128 rows)
 TRANSPOSED_MAX_ROWS = 128
 TRANSPOSED_MIN_COLS = 400
 

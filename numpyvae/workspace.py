@@ -37,7 +37,10 @@ class Workspace:
         self.tmp = e(D)  # one row of per-pixel loss terms
         self.db_scratch = [e(D) for _ in range(n_heads)]  # bias grads thrown away by loss()
         self.second = e(B * max([J, *enc, *dec]))  # the second of two summed input gradients
-        self.transposed = e(B * max([1, *enc, *dec]))  # an input gradient computed transposed
+        # an input gradient computed transposed (float32 batches under 128 rows only): made on
+        # first use, so that large evaluation batches do not carry it
+        self.transposed: np.ndarray | None = None
+        self._transposed_size, self._dtype = B * max([1, *enc, *dec]), dtype
         self.tasks: dict = {}  # pooled kernel calls on these buffers (kernels.pool.Task)
         self.ones: Ones | None = None  # where 0/1 data is 1 (DENSE-5), made on first use
         self.x_is_binary = False  # the last forward pass took the first layer from x's ones
@@ -50,6 +53,8 @@ class Workspace:
         return self.second[: shape[0] * shape[1]].reshape(shape)
 
     def transposed_of(self, shape) -> np.ndarray:
+        if self.transposed is None:
+            self.transposed = np.empty(self._transposed_size, self._dtype)
         return self.transposed[: shape[0] * shape[1]].reshape(shape)
 
 
