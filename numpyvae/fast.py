@@ -95,6 +95,8 @@ class FastEngine:
         # 0/1 data: the first layer's two products as sums of rows (DENSE-5), checked every
         # batch (other data takes BLAS). NUMPYVAE_BINARY_INPUT=0 or False: always BLAS.
         self.binary_input = os.environ.get("NUMPYVAE_BINARY_INPUT", "1") != "0"
+        # input gradients of small batches as W G^T (``_grad_below``): float32 only
+        self.transposed_grads = self.dtype == np.float32
         self.gaussian = layout.gaussian
 
         def dense(layers):
@@ -336,7 +338,7 @@ class FastEngine:
         and each element is the same dot product (with OpenBLAS 0.3.31's float32 kernels, the
         same bits; its float64 kernels round the two ways differently, so float64, which is for
         gradient checks, keeps G W^T)."""
-        if (self.dtype == np.float32 and g.shape[0] < TRANSPOSED_MAX_ROWS
+        if (self.transposed_grads and g.shape[0] < TRANSPOSED_MAX_ROWS
                 and g.shape[1] >= TRANSPOSED_MIN_COLS):
             dh_t = ws.transposed_of(dh.shape[::-1])
             np.matmul(W, g.T, out=dh_t)  # (DENSE-4), transposed: (g W^T)^T = W g^T
