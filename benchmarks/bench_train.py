@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from numpyvae import fast, kernels, layers  # noqa: E402
 from numpyvae.config import VAEConfig  # noqa: E402
+from numpyvae.kernels.handoff import handoff_ns as _handoff_ns  # noqa: E402
 from numpyvae.model import VAE  # noqa: E402
 
 SEED = {"n_input": 784, "hidden": (500, 500), "n_latent": 20, "activation": "softplus",
@@ -180,15 +181,18 @@ class Torch:
         self.opt.step()
 
 
-def time_contenders(contenders, passes: int, seconds: float) -> dict[str, list[float]]:
+def time_contenders(contenders, passes: int, seconds: float,
+                    handoffs: list | None = None) -> dict[str, list[float]]:
     """Seconds per step of every pass, per contender. Contenders alternate, in rotating order;
     each pass first runs unmeasured for a while so that the other runtime's idle threads stop
     spinning. A pass of every contender takes a few seconds, so a ratio of two contenders'
-    times *within* a pass cancels the machine's slower drifts (see ``ratio``)."""
+    times *within* a pass cancels the machine's slower drifts (see ``ratio``). ``handoffs``:
+    gets (before, after) ``handoff()`` of every pass."""
     per_step = {c.name: [] for c in contenders}
     for c in contenders:
         c.step()  # compile, allocate
     for p in range(passes):
+        before = handoff() if handoffs is not None else None
         for c in contenders[p % len(contenders):] + contenders[:p % len(contenders)]:
             t_end = time.perf_counter() + max(0.5, 0.3 * seconds)
             while time.perf_counter() < t_end:
@@ -198,6 +202,8 @@ def time_contenders(contenders, passes: int, seconds: float) -> dict[str, list[f
                 c.step()
                 n += 1
             per_step[c.name].append((time.perf_counter() - t0) / n)
+        if handoffs is not None:
+            handoffs.append((before, handoff()))
     return per_step
 
 
@@ -206,6 +212,22 @@ def ratio(slow: list[float], fast: list[float]) -> tuple[float, float, float]:
     was than ``slow`` in the same pass."""
     r = [a / b for a, b in zip(slow, fast, strict=True)]
     return statistics.median(r), min(r), max(r)
+
+
+def handoff() -> float:
+    """Nanoseconds for a cache line to pass between BLAS's two threads (the lowest of three
+    probes, so that a thread of another runtime still spinning does not count); NaN where it
+    cannot be measured. About 40 ns when the two cores share an L3 cache, four times that
+    when they do not (``numpyvae.kernels.handoff``, ``benchmarks/cores.py``)."""
+    probes = [p for p in (_handoff_ns(5_000) for _ in range(3)) if p is not None]
+    return min(probes) if probes else float("nan")
+
+
+def placement(values: list[float], lowest: float) -> str:
+    """"near" if every hand-off in ``values`` is within twice the run's lowest, "far" if none
+    is, else "changed" (the host moved a thread in between)."""
+    near = [v <= 2 * lowest for v in values]
+    return "near" if all(near) else "far" if not any(near) else "changed"
 
 
 # --------------------------------------------------------------------------- time split
@@ -313,9 +335,10 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
     t_end = time.perf_counter() + 0.5  # as in time_contenders: let the threads of whatever
     while time.perf_counter() < t_end:  # ran before (PyTorch's OpenMP pool) stop spinning
         vae.step(batches[0])
-    wrapped, real, alone, dense, passes_parts = [], [], [], [], []
+    wrapped, real, alone, dense, passes_parts, handoffs = [], [], [], [], [], []
     try:
         for _ in range(passes):
+            before = handoff()
             for key in totals:
                 totals[key] = 0.0
             wrap(True)
@@ -327,6 +350,7 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
             real.append(run_steps())
             alone.append(replay(calls, steps))
             dense.append(replay(dense_calls, steps))
+            handoffs.append((before, handoff()))
     finally:
         wrap(False)
     split = {key: statistics.median(p[key] for p in passes_parts) for key in passes_parts[0]}
@@ -337,6 +361,8 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
     split["step_over_matmul"] = ratio(real, alone)  # within each pass: median, min, max
     split["step_over_dense"] = ratio(real, dense)
     split["n_matmul"], split["n_dense"] = len(calls), len(dense_calls)
+    split["passes"] = {"step": real, "alone": alone, "dense": dense, "handoff": handoffs,
+                       "parts": passes_parts}  # pass by pass, for the ratios by placement
     if not getattr(engine._workspaces[B], "x_is_binary", True):
         split["binary"] = float("nan")
     return split
@@ -374,25 +400,39 @@ except ImportError:
 B = int(sys.argv[1])
 vae = VAE(backend="numba")
 rng = np.random.default_rng(0)
-vae.step(next(iter(iterate_batches(images, B, rng=rng, binarize="dynamic"))))  # warm-up
+x = next(iter(iterate_batches(images, B, rng=rng, binarize="dynamic")))
+vae.step(x)  # warm-up
+sys.path.insert(0, sys.argv[3])  # benchmarks/: the same replay as the time split
+import bench_train
+calls = []  # one step's products: its own BLAS products; all in BLAS (no DENSE-5)
+for binary in (True, False):
+    vae.engine.binary_input = binary
+    calls.append(bench_train.record_products(vae, x))
+vae.engine.binary_input = True
+# the epoch in chunks of CHUNK steps; after each, untimed for the epoch, the same number of
+# steps' products replayed alone and the cores' hand-off: both sides under the same conditions
+CHUNK = 50
+seconds, alone, handoffs, n, total = 0.0, [0.0, 0.0], [], 0, 0.0
 t = time.perf_counter()
-total = 0.0
 for x in iterate_batches(images, B, rng=rng, binarize="dynamic"):
     total += vae.step(x)[0] * len(x)
-seconds = time.perf_counter() - t
+    n += 1
+    if n % CHUNK == 0:
+        seconds += time.perf_counter() - t
+        for i, c in enumerate(calls):
+            alone[i] += bench_train.replay(c, CHUNK) * CHUNK
+        handoffs.append(bench_train.handoff())
+        t = time.perf_counter()
+seconds += time.perf_counter() - t
+if n % CHUNK:  # a last, shorter chunk
+    for i, c in enumerate(calls):
+        alone[i] += bench_train.replay(c, n % CHUNK) * (n % CHUNK)
 try:  # this process's own peak; ru_maxrss would include the parent's RSS at fork (Linux exec)
     with open("/proc/self/status") as f:
         peak_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
 except OSError:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-sys.path.insert(0, sys.argv[3])  # benchmarks/: the same replay as the time split
-import bench_train
-alone = []  # the step's products replayed alone, 600 steps' worth, in this same process
-for binary in (True, False):  # the step's own BLAS products; all in BLAS (no DENSE-5)
-    vae.engine.binary_input = binary
-    calls = bench_train.record_products(vae, x)
-    alone.append(bench_train.replay(calls, 600) * 600)
-print(seconds, peak_kb, total / len(images), *alone)
+print(seconds, peak_kb, total / len(images), *alone, *handoffs)
 """
 
 
@@ -419,9 +459,59 @@ def first_step_latency(warm_runs: int) -> dict[str, float]:
 def epoch_run(B: int, cache_dir: str) -> dict[str, float]:
     mnist = ROOT.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
     _, out = run_child(EPOCH, cache_dir, B, mnist, Path(__file__).resolve().parent)
-    seconds, maxrss_kb, loss, alone, dense = out.split()
+    seconds, maxrss_kb, loss, alone, dense, *handoffs = out.split()
     return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024, "loss": float(loss),
-            "products_alone": float(alone), "dense_alone": float(dense)}
+            "products_alone": float(alone), "dense_alone": float(dense),
+            "handoffs": [float(h) for h in handoffs]}
+
+
+def print_placements(res: dict) -> None:
+    """The ratios again, over the passes whose cores were near and those whose cores were far
+    (``handoff``, ``placement``): the host of a virtual machine may place its two cores in
+    two core complexes (no shared L3) and move them while the benchmark runs."""
+    tp, split, epoch = res.get("throughput_passes", {}), res["split"], res["epoch"]
+    values = ([h for r in tp.values() for pair in r["handoff"] for h in pair]
+              + [h for s in split.values() for pair in s["passes"]["handoff"] for h in pair]
+              + epoch["handoffs"])
+    values = [v for v in values if v == v]  # NaN: not measurable here
+    if not values:
+        print("\nThe hand-off between BLAS's threads could not be measured here (no OpenBLAS "
+              "pthreads pool): no ratios by placement.")
+        return
+    lowest = min(values)
+    print("\n## By core placement\n")
+    print(f"Before and after every pass, the time a cache line takes from one of BLAS's two "
+          f"threads to the other (numpyvae.kernels.handoff): {lowest:.0f} to {max(values):.0f} "
+          f"ns in this run. *near*: both within twice the run's lowest ({2 * lowest:.0f} ns), "
+          f"the two cores share an L3 cache; *far*: both above; passes in which the host moved "
+          f"a thread count in neither. Medians of the same per-pass ratios as above, with "
+          f"the number of passes.\n")
+    print("| batch | ratio | all passes | near | far |\n|---|---|---|---|---|")
+
+    def cells(ratios: list[float], kinds: list[str]) -> list[str]:
+        out = [f"{statistics.median(ratios):.2f} ({len(ratios)})"]
+        for kind in ("near", "far"):
+            sel = [r for r, k in zip(ratios, kinds, strict=True) if k == kind]
+            out.append(f"{statistics.median(sel):.2f} ({len(sel)})" if sel else "-")
+        return out
+
+    for B, r in tp.items():
+        kinds = [placement(list(pair), lowest) for pair in r["handoff"]]
+        numba = r["seconds"]["numpyvae numba"]
+        for name, label in (("PyTorch eager, Adam", "numba / torch"),
+                            ("PyTorch eager, Adam(fused=True)", "numba / torch fused")):
+            if name in r["seconds"]:
+                ratios = [a / b for a, b in zip(r["seconds"][name], numba, strict=True)]
+                print(f"| {B} | {label} | " + " | ".join(cells(ratios, kinds)) + " |")
+    for B, s in split.items():
+        p = s["passes"]
+        kinds = [placement(list(pair), lowest) for pair in p["handoff"]]
+        for key, label in (("alone", "step / its products"), ("dense", "step / all in BLAS")):
+            ratios = [a / b for a, b in zip(p["step"], p[key], strict=True)]
+            print(f"| {B} | {label} | " + " | ".join(cells(ratios, kinds)) + " |")
+    kinds = [placement([h], lowest) for h in epoch["handoffs"] if h == h]
+    print(f"\nDuring the epoch (a hand-off after every 50 steps): near {kinds.count('near')}, "
+          f"far {kinds.count('far')} of {len(kinds)}.")
 
 
 def _gflops(f, flop: float, reps: int) -> float:
@@ -502,9 +592,11 @@ def main(argv=None) -> dict:
             t = Torch(batches, fused=False, threads=blas["threads"])
             res["torch_same_model_rel_diff"] = t.check_same_model()
             contenders += [t, Torch(batches, fused=True, threads=blas["threads"])]
-        per_pass = time_contenders(contenders, passes, seconds)
+        handoffs: list = []
+        per_pass = time_contenders(contenders, passes, seconds, handoffs)
         ips = {name: B / statistics.median(ts) for name, ts in per_pass.items()}
         res["throughput"][B] = ips
+        res.setdefault("throughput_passes", {})[B] = {"seconds": per_pass, "handoff": handoffs}
         numba_ips = ips["numpyvae numba"]
         cells = [str(B), f"{ips['numpyvae numpy']:.0f}", f"{numba_ips:.0f}"]
         if torch_note is None:
@@ -567,14 +659,16 @@ def main(argv=None) -> dict:
     print(f"| process start to first finished step, warm Numba cache | {lat['warm']:.2f} s |")
     print(f"| full MNIST epoch, 600 steps of 100 (dynamic binarisation included) | "
           f"{epoch['seconds']:.2f} s |")
-    print(f"| the step's BLAS products replayed alone 600 times, same process | "
-          f"{epoch['products_alone']:.2f} s (epoch / products "
+    print(f"| the step's BLAS products replayed alone, 50 steps' worth after every 50 steps "
+          f"of the epoch, same process | {epoch['products_alone']:.2f} s (epoch / products "
           f"{epoch['seconds'] / epoch['products_alone']:.2f}) |")
-    print(f"| all its products in BLAS (no 0/1 sums) replayed alone 600 times | "
+    print(f"| all its products in BLAS (no 0/1 sums) replayed alone, the same way | "
           f"{epoch['dense_alone']:.2f} s (epoch / products "
           f"{epoch['seconds'] / epoch['dense_alone']:.2f}) |")
     print(f"| peak resident memory of that training process (VmHWM) | "
           f"{epoch['peak_rss_mb']:.0f} MB |")
+
+    print_placements(res)
 
     print("\n## Hand-written kernels.matmul (1 thread) against BLAS (GFLOP/s)\n")
     print("| shape | kernels.matmul | BLAS, 1 thread | BLAS, all threads |\n|---|---|---|---|")

@@ -21,4 +21,4 @@ __all__ = [
     "load_checkpoint", "open_run", "list_pretrained", "load_pretrained", "CheckpointError",
     "DataFileError", "DataNotFoundError", "DivergenceError",
 ]
-__version__ = "0.4.1"
+__version__ = "0.4.2"

@@ -58,4 +58,6 @@ def build(cfg: VAEConfig, layout: Layout, params, grads, *, ops=None, backward=N
         return engine, SGD(lr=cfg.learning_rate)
     optimizer = (adam or cls.Adam)(params.size, params.dtype, lr=cfg.learning_rate,
                                    beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.adam_eps)
+    if hasattr(engine, "weight_blocks") and hasattr(optimizer, "split_rows"):
+        optimizer.split_rows(engine.weight_blocks())  # threads update what they wrote
     return engine, optimizer

@@ -20,7 +20,9 @@ tests compare every gradient), but
 
 The buffers are in ``numpyvae.workspace``. ``FastAdam`` (``numpyvae.fast_adam``) is
 ``optim.Adam`` with its seven NumPy passes over the flat buffers fused into one. It runs once
-over the whole buffer after the backward pass. (Updating each layer during the
+over the whole buffer after the backward pass, on BLAS's two threads split by the rows of each
+weight matrix (``weight_blocks``), as OpenBLAS split the weight gradients: each thread updates
+what its own core has just written. (Updating each layer during the
 backward pass, while its gradient is still in cache, was tried and measured: no faster with one
 BLAS thread, and in some runs much slower with two, where half of each gradient had just been
 written by BLAS's other thread and had to move between the cores.)
@@ -126,6 +128,19 @@ class FastEngine:
                              f"{1 / np.finfo(self.dtype).max:.3g} or dtype='float64'")
         self.D, self.J = layout.dec_heads[0].fan_out, layout.enc_heads[0].fan_out
         self._workspaces: OrderedDict[int, Workspace] = OrderedDict()
+
+    def weight_blocks(self) -> list[tuple[int, int, int]]:
+        """(start, rows, cols) in ``params.flat`` of every weight matrix whose gradient one
+        product x^T G writes (DENSE-2), the latent heads' side-by-side block as one: the split
+        ``FastAdam.split_rows`` follows."""
+        flat = self.params.flat
+        blocks = []
+        for W in ([layer.W for layer in self.enc] + [self.heads_W]
+                  + [layer.W for layer in self.dec + self.heads]):
+            start = (W.ctypes.data - flat.ctypes.data) // W.itemsize
+            if W.flags.c_contiguous and 0 <= start and start + W.size <= flat.size:
+                blocks.append((start, *W.shape))
+        return blocks
 
     # ------------------------------------------------------------------ buffers
     def _workspace(self, B: int) -> Workspace:

@@ -1,5 +1,6 @@
 """``FastAdam``: ``optim.Adam`` with its seven NumPy passes fused into one kernel, run on BLAS's
-threads where that works (``kernels.pool``). The result is bitwise the reference's."""
+threads where that works (``kernels.pool``), split by the rows of the weight matrices when the
+engine names them (``split_rows``). The result is bitwise the reference's."""
 
 from __future__ import annotations
 
@@ -24,7 +25,18 @@ class FastAdam(Adam):
         self._tmp = None  # the fused kernel needs no scratch buffer
         # float32: the update split between BLAS's threads (kernels/pool.py), bitwise the same
         self._scalars = np.empty(7, self.m.dtype)  # the kernel's scalars, for the pooled call
+        self.blocks = ()  # weight matrices in the flat buffer, for the pooled split: split_rows
         self._attach_pool()
+
+    def split_rows(self, blocks) -> None:
+        """Split the pooled update by the rows of these weight matrices, (start, rows, cols)
+        in the flat buffer, as BLAS splits their gradients (``kernels.pool``'s ``adam``): each
+        thread updates what its own core wrote. Same results; with the two cores in different
+        core complexes (no shared L3, ``kernels.handoff``) a step of the seed model is 1.09x
+        faster at batch 100 (``benchmarks/bench_adam_split.py``). ``engines.build`` calls it
+        with the fused engine's ``weight_blocks()``."""
+        self.blocks = tuple((int(o), int(r), int(c)) for o, r, c in blocks)
+        self._task = None
 
     def _attach_pool(self) -> None:
         self.pool = (blas_pool.get() if self.m.dtype == np.float32
@@ -40,6 +52,7 @@ class FastAdam(Adam):
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("blocks", ())  # pickled by numpyvae < 0.4.2
         self.__dict__.update(state)
         self._attach_pool()
 
@@ -67,7 +80,8 @@ class FastAdam(Adam):
             return
         task = self._task
         if task is None or task.theta is not theta or task.grad is not grad:
-            task = self._task = self.pool.adam(theta, grad, m, self.v, self._scalars)
+            task = self._task = self.pool.adam(theta, grad, m, self.v, self._scalars,
+                                               self.blocks)
             task.theta, task.grad = theta, grad
         self._scalars[:] = scalars
         self.pool.run(task)

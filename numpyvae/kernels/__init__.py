@@ -6,6 +6,7 @@
     binarize.py  a batch of dynamically binarised data in one pass
     vmath.py     vectorisable float32 exp / log1p / tanh used inside them
     pool.py      running them on BLAS's own threads (gotoblas_pthread)
+    handoff.py   how far apart those threads are: one cache line's trip between them
     teaching.py  a hand-written matrix product, for teaching and benchmarks (never in training)
 """
 

@@ -73,11 +73,16 @@ _f32, _i32, _i64 = (_pointer_from(t) for t in (types.float32, types.int32, types
 # args: one row of int64 per chunk. Pointers are already offset to the chunk's first element.
 @cfunc(_ARGS, **_TRAMPOLINE)
 def _adam_chunk(a):
-    """a = [theta, grad, m, v, n, scalars]: ``fused.adam_step`` on n values (ADAM-1..4)."""
-    n = a[4]
-    s = carray(_f32(a[5]), (7,))
-    adam_step(carray(_f32(a[0]), (n,)), carray(_f32(a[1]), (n,)), carray(_f32(a[2]), (n,)),
-              carray(_f32(a[3]), (n,)), s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+    """a = [theta, grad, m, v, scalars, ranges, k]: ``fused.adam_step`` (ADAM-1..4) on each of
+    this chunk's k ranges of the flat buffers, ``ranges`` (k, 2) int64 [start, stop)."""
+    s = carray(_f32(a[4]), (7,))
+    k = a[6]
+    ranges = carray(_i64(a[5]), (k, 2))
+    for r in range(k):
+        lo, n = ranges[r, 0], ranges[r, 1] - ranges[r, 0]
+        adam_step(carray(_f32(a[0] + 4 * lo), (n,)), carray(_f32(a[1] + 4 * lo), (n,)),
+                  carray(_f32(a[2] + 4 * lo), (n,)), carray(_f32(a[3] + 4 * lo), (n,)),
+                  s[0], s[1], s[2], s[3], s[4], s[5], s[6])
 
 
 @cfunc(_ARGS, **_TRAMPOLINE)
@@ -160,6 +165,38 @@ def _openblas():
     return None
 
 
+def adam_ranges(P: int, blocks=()):
+    """n -> n lists of [start, stop) ranges covering 0..P exactly once (``BlasPool.adam``):
+    every (start, rows, cols) block split by rows into n parts of ceil(rows / n) rows (the
+    first to the caller's thread), the values between and after the blocks in n equal parts
+    (at ``ALIGN`` boundaries)."""
+    blocks = sorted((int(o), int(r), int(c)) for o, r, c in blocks)
+    pos = 0
+    for o, r, c in blocks:
+        if o < pos or r < 1 or c < 1 or o + r * c > P:
+            raise ValueError(f"weight blocks must lie inside the {P} values without "
+                             f"overlapping; got {blocks}")
+        pos = o + r * c
+
+    def split(lo, hi, n, unit):
+        step = -(-(hi - lo) // unit // n) * unit if hi > lo else 1
+        return [(a, min(hi, a + step)) for a in range(lo, hi, step)]
+
+    def ranges(n: int) -> list[list[tuple[int, int]]]:
+        parts: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        pos = 0
+        for start, stop in [(o, o + r * c) for o, r, c in blocks] + [(P, P)]:
+            for i, piece in enumerate(split(pos, start, n, ALIGN)):  # values between blocks
+                parts[i].append(piece)
+            if stop > start:
+                o, r, c = next(b for b in blocks if b[0] == start)
+                for i, (lo, hi) in enumerate(split(0, r, n, 1)):  # rows of this block
+                    parts[i].append((o + lo * c, o + hi * c))
+            pos = stop
+        return [p for p in parts if p]
+    return ranges
+
+
 class Task:
     """One kernel call with fixed buffers, split into chunks; ``run(n)`` on n threads.
 
@@ -195,9 +232,11 @@ class BlasPool:
         return max(1, min(int(self._threads()), self.max_threads))
 
     def run(self, task: Task, n: int | None = None) -> None:
-        """The task on n threads (default ``threads()``); returns when every chunk is done.
-        A task split into fewer chunks than n (few rows) uses one thread per chunk."""
-        a = task.args(self.threads() if n is None else n)
+        """The task on n threads (default and at most ``threads()``: OpenBLAS started with one
+        thread waits forever for a second); returns when every chunk is done. A task split
+        into fewer chunks than n (few rows) uses one thread per chunk."""
+        threads = self.threads()
+        a = task.args(threads if n is None else max(1, min(n, threads)))
         self._run(a.shape[0], task.address, a.ctypes.data, a.shape[1] * 8)
 
     # ------------------------------------------------------------------ tasks
@@ -206,20 +245,24 @@ class BlasPool:
         step = -(-B // n)
         return [(lo, min(B, lo + step)) for lo in range(0, B, step)]
 
-    def adam(self, theta, grad, m, v, scalars) -> Task:
+    def adam(self, theta, grad, m, v, scalars, blocks=()) -> Task:
         """``fused.adam_step`` over flat float32 buffers; ``scalars`` (7,) float32 holds its
-        seven scalar arguments, written by the caller before each run."""
-        P = theta.shape[0]
+        seven scalar arguments, written by the caller before each run.
+
+        ``blocks``: (start, rows, cols) of the weight matrices inside the flat buffers. Each
+        is split between the threads by rows, as OpenBLAS splits the rows of the weight
+        gradient x^T G it has just written (the caller's thread takes the first rows): each
+        thread then updates the rows its own core wrote. The values outside them are split
+        in equal parts. Without blocks, the whole buffer is split in equal parts. Every value
+        is updated exactly once, so any split gives the serial result bit for bit.
+        """
+        ranges, kept = adam_ranges(theta.shape[0], blocks), {}
 
         def build(n):
-            step = -(-P // n // ALIGN) * ALIGN
-            rows = []
-            for lo in range(0, P, step):
-                hi = min(P, lo + step)
-                rows.append([x.ctypes.data + 4 * lo for x in (theta, grad, m, v)]
-                            + [hi - lo, scalars.ctypes.data])
-            return rows
-        return Task("adam_step", _adam_chunk, build, (theta, grad, m, v, scalars))
+            kept[n] = [np.array(p, np.int64).reshape(-1, 2) for p in ranges(n)]  # kept alive
+            return [[x.ctypes.data for x in (theta, grad, m, v, scalars, r)] + [r.shape[0]]
+                    for r in kept[n]]
+        return Task("adam_step", _adam_chunk, build, (theta, grad, m, v, scalars, kept))
 
     def bias_act(self, kernel, h, b, dact) -> Task:
         """``kernel`` (one of fused.bias_<activation>) on (B, H) buffers, split by rows."""
