@@ -476,7 +476,7 @@ def print_placements(res: dict) -> None:
     values = [v for v in values if v == v]  # NaN: not measurable here
     if not values:
         print("\nThe hand-off between BLAS's threads could not be measured here (no OpenBLAS "
-              "pthreads pool): no ratios by placement.")
+              "pthreads pool of two threads, or NUMPYVAE_BLAS_POOL=0): no ratios by placement.")
         return
     lowest = min(values)
     print("\n## By core placement\n")

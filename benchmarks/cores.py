@@ -33,7 +33,7 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     if handoff_ns() is None:
         sys.exit("cores.py needs NumPy's OpenBLAS with two or more pthreads (kernels.pool); "
-                 "this process has none, so there is nothing to measure")
+                 "this process has one, or none, or NUMPYVAE_BLAS_POOL=0: nothing to measure")
     print(f"# Hand-off between BLAS's threads and the training step\n\nCPU: "
           f"{bench_train.cpu_name()}\n")
     print("| time | hand-off before, after (ns) | " + " | ".join(
