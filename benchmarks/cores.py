@@ -13,6 +13,7 @@ summary. On a machine whose cores share one L3 cache every round is near.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -20,8 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_train  # noqa: E402
-
-from numpyvae.kernels.handoff import handoff_ns  # noqa: E402
 
 BATCHES = (32, 100)
 COLUMNS = ("step", "matmul_alone", "matmul", "optimiser")
@@ -31,7 +30,7 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     args = parser.parse_args(argv)
-    if handoff_ns() is None:
+    if math.isnan(bench_train.handoff()):
         sys.exit("cores.py needs NumPy's OpenBLAS with two or more pthreads (kernels.pool); "
                  "this process has one, or none, or NUMPYVAE_BLAS_POOL=0: nothing to measure")
     print(f"# Hand-off between BLAS's threads and the training step\n\nCPU: "

@@ -165,6 +165,13 @@ def _openblas():
     return None
 
 
+def _split(lo: int, hi: int, n: int, unit: int = 1) -> list[tuple[int, int]]:
+    """lo..hi in at most n consecutive ranges of ceil((hi - lo) / n) values, rounded up to a
+    multiple of ``unit`` (the first ranges full, the last what is left); none if hi <= lo."""
+    step = max(1, -(-(hi - lo) // unit // n) * unit)
+    return [(a, min(hi, a + step)) for a in range(lo, hi, step)]
+
+
 def adam_ranges(P: int, blocks=()):
     """n -> n lists of [start, stop) ranges covering 0..P exactly once (``BlasPool.adam``):
     every (start, rows, cols) block split by rows into n parts of ceil(rows / n) rows (the
@@ -178,21 +185,15 @@ def adam_ranges(P: int, blocks=()):
                              f"overlapping; got {blocks}")
         pos = o + r * c
 
-    def split(lo, hi, n, unit):
-        step = -(-(hi - lo) // unit // n) * unit if hi > lo else 1
-        return [(a, min(hi, a + step)) for a in range(lo, hi, step)]
-
     def ranges(n: int) -> list[list[tuple[int, int]]]:
         parts: list[list[tuple[int, int]]] = [[] for _ in range(n)]
         pos = 0
-        for start, stop in [(o, o + r * c) for o, r, c in blocks] + [(P, P)]:
-            for i, piece in enumerate(split(pos, start, n, ALIGN)):  # values between blocks
+        for o, r, c in [*blocks, (P, 0, 0)]:  # (P, 0, 0): the values after the last block
+            for i, piece in enumerate(_split(pos, o, n, ALIGN)):  # values before this block
                 parts[i].append(piece)
-            if stop > start:
-                o, r, c = next(b for b in blocks if b[0] == start)
-                for i, (lo, hi) in enumerate(split(0, r, n, 1)):  # rows of this block
-                    parts[i].append((o + lo * c, o + hi * c))
-            pos = stop
+            for i, (lo, hi) in enumerate(_split(0, r, n)):  # this block's rows
+                parts[i].append((o + lo * c, o + hi * c))
+            pos = o + r * c
         return [p for p in parts if p]
     return ranges
 
@@ -242,8 +243,7 @@ class BlasPool:
     # ------------------------------------------------------------------ tasks
     @staticmethod
     def _row_ranges(B: int, n: int):
-        step = -(-B // n)
-        return [(lo, min(B, lo + step)) for lo in range(0, B, step)]
+        return _split(0, B, n)
 
     def adam(self, theta, grad, m, v, scalars, blocks=()) -> Task:
         """``fused.adam_step`` over flat float32 buffers; ``scalars`` (7,) float32 holds its
