@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from numpyvae import fast, kernels  # noqa: E402
 from numpyvae.kernels import pool as blas_pool  # noqa: E402
-from numpyvae.kernels.pool import _ARGS, _f32  # noqa: E402  (the trampolines' building blocks)
+from numpyvae.kernels.pool import _ARGS, _f32, _i64  # noqa: E402  (the trampolines' building blocks)
 
 F32 = np.float32
 SCALARS = tuple(F32(s) for s in (0.9, 0.1, 0.999, 0.001, 1.0, 1e-8, 1e-3))
@@ -91,9 +91,14 @@ def adam_parallel(theta, grad, m, v, b1, one_minus_b1, b2, one_minus_b2, inv_sqr
 
 @cfunc(_ARGS, nogil=True, error_model="numpy", cache=False)
 def _floor_chunk(a):
-    n = a[4]
-    adam_floor(carray(_f32(a[0]), (n,)), carray(_f32(a[1]), (n,)), carray(_f32(a[2]), (n,)),
-               carray(_f32(a[3]), (n,)))
+    """The pooled Adam's argument rows (``kernels.pool._adam_chunk``: [theta, grad, m, v,
+    scalars, ranges, k]), its loads and stores over the same ranges, no arithmetic."""
+    k = a[6]
+    ranges = carray(_i64(a[5]), (k, 2))
+    for r in range(k):
+        lo, n = ranges[r, 0], ranges[r, 1] - ranges[r, 0]
+        adam_floor(carray(_f32(a[0] + 4 * lo), (n,)), carray(_f32(a[1] + 4 * lo), (n,)),
+                   carray(_f32(a[2] + 4 * lo), (n,)), carray(_f32(a[3] + 4 * lo), (n,)))
 
 
 def adam_table(reps: int) -> list[tuple[str, float]]:

@@ -1,0 +1,92 @@
+"""The benchmarks still run: each one's shortest mode, in a subprocess, on this machine.
+
+They print tables and assert no speed (timings belong in benchmarks/README.md, not in tests);
+what is checked is that they finish and print every table with a number in each timed cell.
+Several reach into ``numpyvae.kernels.pool``'s argument rows to time floors and splits, so a
+change there can break them silently: 0.4.2 changed the pooled Adam's argument rows and
+``bench_parts.py``'s Adam floor then read a pointer as a length and crashed (a segmentation
+fault), which nothing noticed until it was next run by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+# as a user runs them: BLAS with two threads (conftest.py gives the tests' processes one)
+THREADS = min(2, os.cpu_count() or 1)
+
+
+def run(script: str, *args: str, timeout: float = 300) -> str:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(THREADS)}
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+    assert proc.returncode == 0, (f"{script} {' '.join(args)} exited with {proc.returncode}\n"
+                                  f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def table(text: str, heading: str) -> list[list[str]]:
+    """The rows of the Markdown table after the heading that starts with ``heading``."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    assert start is not None, f"no section {heading!r} in:\n{text[:3000]}"
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    assert len(rows) >= 2, f"section {heading!r} has no table rows"
+    return rows[1:]  # without the header row
+
+
+def number(cell: str) -> float:
+    value = float(re.sub(r"[x,]", "", cell))
+    assert math.isfinite(value) and value > 0, cell
+    return value
+
+
+def test_bench_parts_quick_prints_every_table():
+    out = run("bench_parts.py", "--quick")
+    adam = table(out, "## Adam")
+    names = [row[0] for row in adam]
+    assert "serial, fused.adam_step" in names and "floor, serial (same loads and stores)" in names
+    if "kernels.pool: BLAS threads" in out:  # the pooled Adam and its floor (what crashed)
+        assert any(name.startswith("floor, on BLAS's") for name in names), names
+    for row in adam:
+        number(row[1])
+    for heading in ("## The elementwise kernels", "## The first layer on binarised MNIST",
+                    "## The first layer at batch 100", "## A dynamically binarised batch",
+                    "## What a call costs", "## The latent heads", "## Input gradients",
+                    "## Vectorised?"):
+        assert table(out, heading)
+    for row in table(out, "## Input gradients"):
+        assert row[-1] == "yes", row  # the transposed input gradient is bitwise the straight one
+
+
+@pytest.mark.parametrize("script, args", [
+    ("bench_adam_split.py", ("--seconds", "1", "--batch", "32")),
+    ("cores.py", ("--seconds", "2")),
+])
+def test_placement_benchmarks_run(script, args):
+    if THREADS < 2:
+        pytest.skip("needs two cores for BLAS's two threads (the scripts say so and exit 1)")
+    out = run(script, *args)
+    if script == "cores.py":
+        for row in table(out, "## Medians by placement"):
+            assert row[0] in ("near", "far", "changed"), row
+            for cell in row[2:]:
+                number(cell)
+    else:
+        for row in table(out, "# FastAdam"):
+            assert row[1] == "yes", row  # split by rows: the same bits as in halves
+            assert row[2] in ("near", "far", "changed"), row
