@@ -31,6 +31,8 @@ def run(script: str, *args: str, timeout: float = 300) -> str:
                           text=True, timeout=timeout, cwd=ROOT, env=env)
     assert proc.returncode == 0, (f"{script} {' '.join(args)} exited with {proc.returncode}\n"
                                   f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    # e.g. a model carried away to inf and NaN, which would also time the wrong arithmetic
+    assert "RuntimeWarning" not in proc.stderr, proc.stderr[-3000:]
     return proc.stdout
 
 
@@ -76,6 +78,7 @@ def test_bench_parts_quick_prints_every_table():
 @pytest.mark.parametrize("script, args", [
     ("bench_adam_split.py", ("--seconds", "1", "--batch", "32")),
     ("cores.py", ("--seconds", "2")),
+    ("bench_adam_context.py", ("--seconds", "2")),
 ])
 def test_placement_benchmarks_run(script, args):
     if THREADS < 2:
@@ -86,6 +89,11 @@ def test_placement_benchmarks_run(script, args):
             assert row[0] in ("near", "far", "changed"), row
             for cell in row[2:]:
                 number(cell)
+    elif script == "bench_adam_context.py":
+        for row in table(out, "# Adam alone"):
+            assert row[0] in ("near", "far", "changed"), row
+            for cell in row[3:]:  # differences of two timings: finite, and may be tiny
+                assert math.isfinite(float(cell)), row
     else:
         for row in table(out, "# FastAdam"):
             assert row[1] == "yes", row  # split by rows: the same bits as in halves
