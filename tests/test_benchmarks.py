@@ -98,3 +98,37 @@ def test_placement_benchmarks_run(script, args):
         for row in table(out, "# FastAdam"):
             assert row[1] == "yes", row  # split by rows: the same bits as in halves
             assert row[2] in ("near", "far", "changed"), row
+
+
+def test_bench_versions_compares_a_checkout_with_itself():
+    """bench_versions.py trains in one process per checkout, taking turns: here this checkout
+    twice, one pass (its table, not its ratio, is what is checked: a ratio of two passes of the
+    same code is noise)."""
+    out = run("bench_versions.py", str(ROOT), "--passes", "1", "--batch", "32")
+    (row,) = table(out, "# ")
+    assert row[0] == "32", row
+    import numpyvae
+    for cell in row[1:3]:
+        version, ms = cell.split(", ")
+        assert version == numpyvae.__version__, row
+        number(ms)
+    number(row[3].split()[0])
+
+
+def test_bench_train_quick_prints_every_table():
+    """The project's main benchmark, ``--quick --no-torch`` (about 50 s): it times steps with
+    wrappers patched into ``numpyvae.fast`` and the pool, and replays recorded products."""
+    out = run("bench_train.py", "--quick", "--no-torch")
+    throughput = table(out, "## Throughput")
+    assert [row[0] for row in throughput] == ["32", "100", "512"]
+    for row in throughput:
+        number(row[1]), number(row[2])  # numpy and numba images/s
+    split = table(out, "## Where a numba training step goes")
+    assert [row[0] for row in split] == ["32", "100", "512"]
+    for row in split:
+        for cell in row[1:]:
+            value = cell.split()[0]
+            if value != "-":
+                assert math.isfinite(float(value)), row
+    startup = dict(row[:2] for row in table(out, "## Start-up"))
+    assert any(key.startswith("full MNIST epoch") for key in startup), startup
