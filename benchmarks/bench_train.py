@@ -282,7 +282,8 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
     With binarised batches the first layer's two products are sums of rows (DENSE-5), so a
     step of the seed model makes 15 BLAS products (the latent heads are one product in each
     direction). "dense" replays the 17 that the same step makes with ``binary_input`` off,
-    all in BLAS: every product the model has, as BLAS computes them.
+    all in BLAS: every product the model has, as BLAS computes them; "dense_step" times that
+    step itself (the sums off), against which those 17 are its own products.
     """
     batches = mnist_batches(B, 10)
     vae = VAE(**SEED, backend="numba", seed=0)
@@ -335,7 +336,7 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
     t_end = time.perf_counter() + 0.5  # as in time_contenders: let the threads of whatever
     while time.perf_counter() < t_end:  # ran before (PyTorch's OpenMP pool) stop spinning
         vae.step(batches[0])
-    wrapped, real, alone, dense, passes_parts, handoffs = [], [], [], [], [], []
+    wrapped, real, alone, dense, dense_real, passes_parts, handoffs = [], [], [], [], [], [], []
     try:
         for _ in range(passes):
             before = handoff()
@@ -344,12 +345,16 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
             wrap(True)
             wrapped.append(run_steps())
             wrap(False)
+            x_is_binary = getattr(engine._workspaces[B], "x_is_binary", True)
             parts = {key: v / steps for key, v in totals.items()}
             parts["other"] = wrapped[-1] - sum(parts.values())
             passes_parts.append(parts)
             real.append(run_steps())
             alone.append(replay(calls, steps))
             dense.append(replay(dense_calls, steps))
+            engine.binary_input = False  # the same steps with every product in BLAS
+            dense_real.append(run_steps())
+            engine.binary_input = True
             handoffs.append((before, handoff()))
     finally:
         wrap(False)
@@ -360,10 +365,13 @@ def time_split(B: int, steps: int, passes: int) -> dict[str, float]:
     split["dense_alone"] = statistics.median(dense)
     split["step_over_matmul"] = ratio(real, alone)  # within each pass: median, min, max
     split["step_over_dense"] = ratio(real, dense)
+    split["dense_step"] = statistics.median(dense_real)
+    split["dense_step_over_dense"] = ratio(dense_real, dense)
     split["n_matmul"], split["n_dense"] = len(calls), len(dense_calls)
-    split["passes"] = {"step": real, "alone": alone, "dense": dense, "handoff": handoffs,
-                       "parts": passes_parts}  # pass by pass, for the ratios by placement
-    if not getattr(engine._workspaces[B], "x_is_binary", True):
+    # pass by pass, for the ratios by placement
+    split["passes"] = {"step": real, "alone": alone, "dense": dense, "dense_step": dense_real,
+                       "handoff": handoffs, "parts": passes_parts}
+    if not x_is_binary:  # (the sums did not run: this numpyvae has none, or the data is not 0/1)
         split["binary"] = float("nan")
     return split
 
@@ -506,8 +514,12 @@ def print_placements(res: dict) -> None:
     for B, s in split.items():
         p = s["passes"]
         kinds = [placement(list(pair), lowest) for pair in p["handoff"]]
-        for key, label in (("alone", "step / its products"), ("dense", "step / all in BLAS")):
-            ratios = [a / b for a, b in zip(p["step"], p[key], strict=True)]
+        for top, key, label in (("step", "alone", "step / its products"),
+                                ("step", "dense", "step / all in BLAS"),
+                                ("dense_step", "dense", "step, sums off / all in BLAS")):
+            if top not in p:  # (a --json of an older bench_train)
+                continue
+            ratios = [a / b for a, b in zip(p[top], p[key], strict=True)]
             print(f"| {B} | {label} | " + " | ".join(cells(ratios, kinds)) + " |")
     kinds = [placement([h], lowest) for h in epoch["handoffs"] if h == h]
     print(f"\nDuring the epoch (a hand-off after every 50 steps): near {kinds.count('near')}, "
@@ -629,10 +641,14 @@ def main(argv=None) -> dict:
           "(every product of the model, in BLAS). Times of the parts "
           "come from steps with a timing wrapper around every call (*timed step*); the "
           "ratios divide a step without wrappers by the products replayed alone, pass by "
-          "pass (median, range).\n")
+          "pass (median, range). *Step, sums off*: the same steps with the sums switched off, "
+          "every product in BLAS (slower, as the sums are faster than the two products they "
+          "replace), against the same 17 products alone: the like-for-like ratio of that step."
+          "\n")
     print("| batch | timed step | matmul | 0/1 sums | elementwise kernels | Adam | other "
           "(Python, eps) | step | its BLAS products alone | step / its products | all in BLAS "
-          "alone | step / all in BLAS |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "alone | step / all in BLAS | step, sums off | step, sums off / all in BLAS |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     res["split"] = {}
     for B in (32, 100, 512):
         s = time_split(B, steps=10 if args.quick else 40, passes=passes)
@@ -641,11 +657,12 @@ def main(argv=None) -> dict:
             print(f"(this numpyvae makes {s['n_matmul']} products, {s['n_dense']} with the "
                   "sums off: the text above is of 0.4)")
         ms = {k: 1e3 * v for k, v in s.items() if isinstance(v, float)}
-        r, rd = s["step_over_matmul"], s["step_over_dense"]
+        r, rd, rs = s["step_over_matmul"], s["step_over_dense"], s["dense_step_over_dense"]
         print(f"| {B} | {ms['step_timed']:.2f} | {ms['matmul']:.2f} | {ms['binary']:.2f} | "
               f"{ms['elementwise']:.2f} | {ms['optimiser']:.2f} | {ms['other']:.2f} | "
               f"{ms['step']:.2f} | {ms['matmul_alone']:.2f} | {r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f}) "
-              f"| {ms['dense_alone']:.2f} | {rd[0]:.2f} ({rd[1]:.2f}-{rd[2]:.2f}) |")
+              f"| {ms['dense_alone']:.2f} | {rd[0]:.2f} ({rd[1]:.2f}-{rd[2]:.2f}) | "
+              f"{ms['dense_step']:.2f} | {rs[0]:.2f} ({rs[1]:.2f}-{rs[2]:.2f}) |")
 
     print("\n## Start-up, a full epoch, memory\n")
     lat = first_step_latency(warm_runs=1 if args.quick else 3)
