@@ -83,6 +83,29 @@ def test_exercise_notebooks_have_no_solutions_and_no_outputs():
 
 
 # ----------------------------------------------------------------------------- traceability
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")),
+                         ids=lambda path: path.stem)
+def test_every_question_is_there_and_each_answer_follows_one(path):
+    """Under "Think before you look", the questions run 1, 2, 3, ... with none missing, and an
+    answer (a markdown cell in BEGIN/END SOLUTION, which the exercise copy strips) never follows
+    another answer. (Notebook 9's re-measured answers to its questions 1 and 2 were once written
+    over questions 2 and 3 instead of over the old answers: the source then held two answers to
+    each, and the students' copy no questions 2 and 3 at all.)"""
+    cells = json.loads(path.read_text())["cells"]
+    start = next(i for i, c in enumerate(cells)
+                 if "## Think before you look" in "".join(c["source"]))
+    numbers, previous_is_answer = [], False
+    for i, cell in enumerate(cells[start:], start):
+        text = "".join(cell["source"])
+        is_answer = cell["cell_type"] == "markdown" and text.lstrip().startswith(
+            "<!-- BEGIN SOLUTION")
+        assert not (is_answer and previous_is_answer), f"cell {i}: an answer after an answer"
+        if cell["cell_type"] == "markdown" and not is_answer:
+            numbers += [int(n) for n in re.findall(r"(?m)^(\d+)\. \*\*", text)]
+        previous_is_answer = is_answer
+    assert numbers == list(range(1, len(numbers) + 1)) and numbers, numbers
+
+
 def test_every_exercised_label_maps_to_a_function_that_cites_it():
     defined = set(re.findall(r"\\tag\{([A-Z]+-\d+)\}",
                              "".join(p.read_text() for p in (ROOT / "derivations").glob("*.md"))))
