@@ -105,17 +105,13 @@ def main(argv=None) -> list[dict]:
     while time.time() < t_end:
         before = bench_train.handoff()
         rounds.append({"t": timings(vae, batches), "handoff": (before, bench_train.handoff())})
-    lowest = min(min(r["handoff"]) for r in rounds)
     print(f"# Adam alone, after a forward pass, in a step (batch {args.batch})\n\nCPU: "
           f"{bench_train.cpu_name()}; seed model, 1,316,824 float32 parameters; ms per call, "
           f"medians of rounds of {STEPS} calls each, by the cores' placement.\n")
     print("| placement | rounds | hand-off (ns) | Adam alone | Adam after a forward pass | "
           "Adam in a step | forward pass alone | forward + backward alone | forward + backward "
           "in a step | step |\n|---|---|---|---|---|---|---|---|---|---|")
-    for kind in ("near", "far", "changed"):
-        sel = [r for r in rounds if bench_train.placement(list(r["handoff"]), lowest) == kind]
-        if not sel:
-            continue
+    for kind, sel in bench_train.by_placement(rounds).items():
         med = {k: 1e3 * statistics.median(r["t"][k] for r in sel) for k in sel[0]["t"]}
         hand = statistics.median(h for r in sel for h in r["handoff"])
         print(f"| {kind} | {len(sel)} | {hand:.0f} | {med['alone']:.3f} | "

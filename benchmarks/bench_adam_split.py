@@ -56,11 +56,8 @@ def compare(B: int, seconds: float) -> None:
             t_rows, t_halves = run(rows, batches, 30), run(halves, batches, 30)
         pairs.append(((before, bench_train.handoff()), t_halves, t_rows))
         k += 1
-    lowest = min(min(h) for h, _, _ in pairs)
-    for kind in ("near", "far", "changed"):
-        sel = [(a, b) for h, a, b in pairs if bench_train.placement(list(h), lowest) == kind]
-        if not sel:
-            continue
+    for kind, group in bench_train.by_placement(pairs, lambda pair: pair[0]).items():
+        sel = [(a, b) for _, a, b in group]
         r = [a / b for a, b in sel]
         q = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0], r[0], r[0]]
         print(f"| {B} | {'yes' if same else 'NO'} | {kind} | {len(sel)} | "

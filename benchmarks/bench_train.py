@@ -230,6 +230,16 @@ def placement(values: list[float], lowest: float) -> str:
     return "near" if all(near) else "far" if not any(near) else "changed"
 
 
+def by_placement(rounds: list, handoffs=lambda r: r["handoff"]) -> dict[str, list]:
+    """Rounds grouped "near", "far", "changed" (in that order, empty groups left out) by
+    ``placement`` of each round's (before, after) hand-offs against the lowest of them all."""
+    lowest = min(min(handoffs(r)) for r in rounds)
+    groups: dict[str, list] = {"near": [], "far": [], "changed": []}
+    for r in rounds:
+        groups[placement(list(handoffs(r)), lowest)].append(r)
+    return {kind: sel for kind, sel in groups.items() if sel}
+
+
 # --------------------------------------------------------------------------- time split
 class _Timed:
     """Stands in for a module inside numpyvae.fast: times the calls named in ``names``."""

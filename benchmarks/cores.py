@@ -48,16 +48,14 @@ def main(argv=None) -> list[dict]:
         print(f"| {time.strftime('%H:%M:%S')} | {before:.0f}, {rounds[-1]['handoff'][1]:.0f} | "
               + " | ".join(", ".join(cells[i:i + len(COLUMNS)])
                            for i in range(0, len(cells), len(COLUMNS))) + " |", flush=True)
-    lowest = min(min(r["handoff"]) for r in rounds)
-    for r in rounds:
-        r["placement"] = bench_train.placement(list(r["handoff"]), lowest)
+    groups = bench_train.by_placement(rounds)
+    for placement, sel in groups.items():
+        for r in sel:
+            r["placement"] = placement
     print("\n## Medians by placement\n")
     print("| placement | rounds | hand-off (ns) | batch | step | products alone | step / "
           "products | matmul in the step | Adam |\n|---|---|---|---|---|---|---|---|---|")
-    for placement in ("near", "far", "changed"):
-        sel = [r for r in rounds if r["placement"] == placement]
-        if not sel:
-            continue
+    for placement, sel in groups.items():
         hand = statistics.median(h for r in sel for h in r["handoff"])
         for B in BATCHES:
             med = {c: 1e3 * statistics.median(r["split"][B][c] for r in sel) for c in COLUMNS}
